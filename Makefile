@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` and `make test`. Everything installs into .venv on first use.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv test lint demo bench bench-train clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	# torch first, with pip: it takes the CPU build that lies on disk here; uv would fetch a CUDA build.
+	$(VENV)/bin/pip install -q --disable-pip-version-check "torch==2.13.0" "uv>=0.4"
+	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: venv lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) -m tools.demo
+
+bench: venv
+	$(PY) -m tools.bench
+
+bench-train: venv
+	$(PY) -m training.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
