@@ -48,8 +48,8 @@ class StorageSettings:
         missing = [name for name in ENV_VARS if not environ.get(name, "").strip()]
         if missing:
             raise StorageConfigError(
-                f"object storage needs environment variable(s) {', '.join(missing)} "
-                f"(all of {', '.join(ENV_VARS)} must be set)"
+                f"object storage needs environment variable(s) {', '.join(missing)} to be set "
+                f"(it reads {', '.join(ENV_VARS)})"
             )
         endpoint = environ["B2_S3_ENDPOINT"].strip()
         if not endpoint.startswith(("https://", "http://")):
