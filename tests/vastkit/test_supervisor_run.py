@@ -1,0 +1,252 @@
+"""The supervisor's real paths: a real child process (signals, process group, output), real rclone against
+moto's S3 server on loopback, the heartbeat on disk. The pipeline is a small scripted stand-in here, so that
+success, crash, hang and signals can each be provoked; the real pipeline runs in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tools.s3server import running_s3_server
+from vastkit.supervisor import heartbeat as hb
+from vastkit.supervisor.datafetch import DataFetchError, DataSpec, fetch_data
+from vastkit.supervisor.pipeline import PipelineProcess
+from vastkit.supervisor.policy import policy_from_dict
+from vastkit.supervisor.rclone import Bucket
+from vastkit.supervisor.started import NotStartedError, wait_started
+from vastkit.supervisor.supervisor import Supervisor, SupervisorBusyError
+
+# A stand-in pipeline: prints the contract's markers, writes status, a stage log, a checkpoint; then behaves
+# as $FAKE_MODE says (ok | crash | hang).
+FAKE_PIPELINE = textwrap.dedent("""
+    import json, os, sys, time
+    from pathlib import Path
+    run = Path(os.environ["TRAIN_RUN_DIR"])
+    (run / "logs").mkdir(parents=True, exist_ok=True)
+    (run / "checkpoints" / "operator").mkdir(parents=True, exist_ok=True)
+    print("PIPELINE STARTED run=%s stages=operator wandb=offline:/w" % os.environ["TRAIN_RUN_NAME"], flush=True)
+    (run / "logs" / "operator.log").write_text("step 1 loss 0.5\\n")
+    (run / "checkpoints" / "operator" / "last.pt").write_bytes(b"ckpt")
+    (run / "status.json").write_text(json.dumps({"stage": "operator", "step": 7, "total_steps": 10}))
+    (run / "metrics").mkdir(exist_ok=True)
+    (run / "metrics" / "metrics.json").write_text('{"rel_l2": 0.1}')
+    mode = os.environ.get("FAKE_MODE", "ok")
+    if mode == "crash":
+        print("PIPELINE FAILED stage=operator: injected crash", flush=True)
+        sys.exit(3)
+    if mode == "hang":
+        time.sleep(600)
+    print("PIPELINE FINISHED ok", flush=True)
+""")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with running_s3_server(bucket="supervisor-tests") as server:
+        yield server
+
+
+@pytest.fixture
+def code_dir(tmp_path: Path) -> Path:
+    (tmp_path / "fake_pipeline.py").write_text(FAKE_PIPELINE)
+    return tmp_path
+
+
+def make_supervisor(code_dir: Path, s3, mode: str, destroyed: list, **policy_over) -> Supervisor:
+    policy = policy_from_dict({
+        "run_name": f"run-{mode}", "train_config": "configs/tiny.yaml", "code_dir": str(code_dir),
+        "heartbeat_every_s": 0.2, "sync_every_s": 0.0, "stop_grace_s": 2.0, "dph": 1.0,
+        "pipeline_env": {"FAKE_MODE": mode}, **policy_over,
+    })
+    environ = {**os.environ, **s3.b2_env(), "CONTAINER_ID": "1", "CONTAINER_API_KEY": "instance-key"}
+    return Supervisor(policy, environ=environ, command=[sys.executable, str(code_dir / "fake_pipeline.py")],
+                      destroy=lambda: destroyed.append(True) or True, echo=None)
+
+
+def test_success_syncs_everything_then_destroys(code_dir, s3):
+    destroyed: list = []
+    assert make_supervisor(code_dir, s3, "ok", destroyed).run() == 0
+    beat = hb.read_heartbeat(code_dir / "heartbeat.json")
+    assert (beat.state, beat.phase, beat.exit_code) == ("succeeded", "done", 0)
+    assert beat.pipeline_started and beat.wandb_url == "offline:/w" and (beat.stage, beat.step) == ("operator", 7)
+    assert destroyed == [True]
+    keys = s3.keys("runs/run-ok/")
+    for key in ("logs/operator.log", "logs/pipeline.log", "checkpoints/operator/last.pt", "metrics/metrics.json",
+                "status.json", "heartbeat.json"):
+        assert f"runs/run-ok/{key}" in keys
+    assert not any("fake_pipeline" in k for k in keys)  # code is not an artifact
+    synced = json.loads(s3.read("runs/run-ok/heartbeat.json"))
+    assert synced["state"] == "succeeded"
+
+
+def test_crash_still_syncs_logs_and_destroys(code_dir, s3):
+    destroyed: list = []
+    assert make_supervisor(code_dir, s3, "crash", destroyed).run() == 1
+    beat = hb.read_heartbeat(code_dir / "heartbeat.json")
+    assert beat.state == "failed" and beat.exit_code == 3
+    assert beat.error == "stage operator: injected crash"
+    assert destroyed == [True]
+    assert b"injected crash" in s3.read("runs/run-crash/logs/pipeline.log")
+
+
+def test_runtime_budget_stops_a_hung_pipeline(code_dir, s3):
+    destroyed: list = []
+    started = time.monotonic()
+    assert make_supervisor(code_dir, s3, "hang", destroyed, max_runtime_hours=0.0005).run() == 1  # 1.8 s
+    assert time.monotonic() - started < 30
+    beat = hb.read_heartbeat(code_dir / "heartbeat.json")
+    assert beat.state == "budget_exceeded" and "max_runtime_hours=0.0005 exceeded" in beat.error
+    assert destroyed == [True]
+    assert "runs/run-hang/logs/operator.log" in s3.keys("runs/run-hang/")
+
+
+def test_cost_budget(code_dir, s3):
+    destroyed: list = []
+    sup = make_supervisor(code_dir, s3, "hang", destroyed, dph=3600.0, max_cost=1.5)  # $1/s: stops at ~1.5 s
+    assert sup.run() == 1
+    beat = hb.read_heartbeat(code_dir / "heartbeat.json")
+    assert beat.state == "budget_exceeded" and "max_cost=$1.5 reached" in beat.error and beat.cost_so_far >= 1.5
+
+
+def test_sigterm_interrupts_syncs_and_keeps_the_instance(code_dir, s3):
+    destroyed: list = []
+    sup = make_supervisor(code_dir, s3, "hang", destroyed)
+    timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        assert sup.run() == 1
+    finally:
+        timer.cancel()
+    beat = hb.read_heartbeat(code_dir / "heartbeat.json")
+    assert beat.state == "interrupted" and beat.phase == "done"
+    assert destroyed == []  # someone is stopping us (container stop, a person): not our call to destroy
+    assert "runs/run-hang/heartbeat.json" in s3.keys("runs/run-hang/")
+
+
+def test_auto_shutdown_false_keeps_the_instance(code_dir, s3):
+    destroyed: list = []
+    assert make_supervisor(code_dir, s3, "ok", destroyed, auto_shutdown=False).run() == 0
+    assert destroyed == []
+
+
+def test_missing_bucket_config_fails_before_the_pipeline(code_dir, s3):
+    destroyed: list = []
+    sup = make_supervisor(code_dir, s3, "ok", destroyed)
+    sup.environ.pop("B2_APP_KEY")
+    assert sup.run() == 1
+    beat = hb.read_heartbeat(code_dir / "heartbeat.json")
+    assert beat.state == "failed" and "missing B2_APP_KEY" in beat.error and not beat.pipeline_started
+    assert destroyed == [True]  # an instance that cannot work should not sit there billing
+
+
+def test_second_supervisor_is_refused(code_dir, s3):
+    sup = make_supervisor(code_dir, s3, "hang", [])
+    with sup._lock(), pytest.raises(SupervisorBusyError, match="already runs"):
+        make_supervisor(code_dir, s3, "hang", []).run()
+
+
+def test_terminate_reaches_the_whole_process_group(tmp_path: Path):
+    script = tmp_path / "tree.py"
+    # The child spawns a grandchild that ignores nothing; both must be gone after terminate().
+    script.write_text("import subprocess, sys, time\n"
+                      "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+                      "print('grandchild', p.pid, flush=True)\ntime.sleep(600)\n")
+    proc = PipelineProcess([sys.executable, str(script)], env=os.environ, cwd=tmp_path, log_path=tmp_path / "p.log")
+    proc.start()
+    deadline = time.monotonic() + 20
+    while "grandchild" not in (tmp_path / "p.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    grandchild = int((tmp_path / "p.log").read_text().split()[1])
+    assert proc.terminate(grace_s=5) == -signal.SIGTERM
+    deadline = time.monotonic() + 10
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(grandchild)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_wait_started(tmp_path: Path):
+    path = tmp_path / "heartbeat.json"
+    beat = hb.Heartbeat(pid=1, run_name="r", started_at="t", updated_at="t", state="running")
+    hb.write_heartbeat(path, beat)
+    with pytest.raises(NotStartedError, match="did not print PIPELINE STARTED within 0s"):
+        wait_started(path, tmp_path / "p.log", timeout=0.3, poll=0.1)
+    beat.state, beat.error = "failed", "stage cache: boom"
+    hb.write_heartbeat(path, beat)
+    (tmp_path / "p.log").write_text("Traceback: boom\n")
+    with pytest.raises(NotStartedError, match="(?s)ended \\(failed\\).*boom.*Traceback: boom"):
+        wait_started(path, tmp_path / "p.log", timeout=5)
+    beat.pipeline_started, beat.wandb_url = True, "https://wandb.ai/x"
+    hb.write_heartbeat(path, beat)
+    assert wait_started(path, tmp_path / "p.log", timeout=5).wandb_url == "https://wandb.ai/x"
+
+
+class TestFetchData:
+    PREFIX = "datasets/fetch-test"
+
+    @pytest.fixture
+    def bucket(self, s3, request):
+        name = f"fetch-{request.node.name.replace('_', '-')[:40].lower()}"
+        s3.create_bucket(name)
+        return Bucket.from_env(s3.b2_env(bucket=name))
+
+    def upload(self, s3, bucket: Bucket, files: dict[str, bytes], manifest: bool = True) -> None:
+        import hashlib
+        client = s3.client()
+        for name, data in files.items():
+            client.put_object(Bucket=bucket.name, Key=f"{self.PREFIX}/{name}", Body=data)
+        if manifest:
+            entries = {n: {"sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for n, d in files.items()}
+            client.put_object(Bucket=bucket.name, Key=f"{self.PREFIX}/manifest.json",
+                              Body=json.dumps({"files": entries}).encode())
+
+    def spec(self, *names: str) -> DataSpec:
+        return DataSpec(self.PREFIX, {n: "data.train" for n in names})
+
+    def test_fetches_once_then_skips_and_refetches_corrupt(self, s3, bucket, tmp_path):
+        self.upload(s3, bucket, {"a.h5": b"a" * 5000, "b.h5": b"b" * 7000})
+        first = fetch_data(bucket, self.spec("a.h5", "b.h5"), tmp_path)
+        assert sorted(first.fetched) == ["a.h5", "b.h5"] and first.bytes_fetched == 12000
+        assert (tmp_path / "b.h5").read_bytes() == b"b" * 7000
+        second = fetch_data(bucket, self.spec("a.h5", "b.h5"), tmp_path)
+        assert second.fetched == [] and sorted(second.present) == ["a.h5", "b.h5"]
+        (tmp_path / "a.h5").write_bytes(b"x" * 5000)  # same size, wrong bytes
+        third = fetch_data(bucket, self.spec("a.h5", "b.h5"), tmp_path)
+        assert third.fetched == ["a.h5"] and (tmp_path / "a.h5").read_bytes() == b"a" * 5000
+
+    def test_missing_object_names_bucket_key_and_config_key(self, s3, bucket, tmp_path):
+        self.upload(s3, bucket, {"a.h5": b"a"})
+        with pytest.raises(DataFetchError) as info:
+            fetch_data(bucket, DataSpec(self.PREFIX, {"a.h5": "data.train", "z.h5": "data.test"}), tmp_path)
+        message = str(info.value)
+        assert f"s3://{bucket.name}/{self.PREFIX}/z.h5 (listed in data.test)" in message
+        assert "a.h5" in message and "--upload" in message
+
+    def test_manifest_mismatch_is_an_error(self, s3, bucket, tmp_path):
+        self.upload(s3, bucket, {"a.h5": b"a" * 10})
+        s3.client().put_object(Bucket=bucket.name, Key=f"{self.PREFIX}/a.h5", Body=b"c" * 10)  # stale manifest
+        with pytest.raises(DataFetchError, match="differs from the bucket's manifest"):
+            fetch_data(bucket, self.spec("a.h5"), tmp_path)
+        assert not (tmp_path / "a.h5").exists()
+
+    def test_without_manifest_uses_the_bucket_md5(self, s3, bucket, tmp_path):
+        self.upload(s3, bucket, {"a.h5": b"a" * 10}, manifest=False)
+        assert fetch_data(bucket, self.spec("a.h5"), tmp_path).checked_with == "md5"
+        again = fetch_data(bucket, self.spec("a.h5"), tmp_path)
+        assert again.fetched == [] and again.present == ["a.h5"]

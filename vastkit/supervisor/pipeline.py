@@ -1,0 +1,126 @@
+"""The pipeline as a child process: its own process group, output teed to a log file and our stdout, and the
+contract's marker lines (`PIPELINE STARTED …`, `PIPELINE FINISHED ok`, `PIPELINE FAILED stage=…: …`) parsed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+_STARTED = re.compile(r"PIPELINE STARTED\b(?P<fields>.*)$")
+_FAILED = re.compile(r"PIPELINE FAILED\b\s*(?:stage=(?P<stage>[^\s:]+):?)?\s*(?P<msg>.*)$")
+_FINISHED = re.compile(r"PIPELINE FINISHED\b")
+_FIELD = re.compile(r"(\w+)=(\S+)")
+
+
+@dataclass(frozen=True)
+class Marker:
+    kind: str  # started | finished | failed
+    fields: dict[str, str]
+    message: str = ""
+
+
+def parse_marker(line: str) -> Marker | None:
+    """The pipeline's marker in `line`, if any. `wandb=` may be a URL, an offline dir or `disabled`."""
+    if match := _STARTED.search(line):
+        return Marker("started", dict(_FIELD.findall(match.group("fields"))))
+    if match := _FAILED.search(line):
+        fields = {"stage": match.group("stage")} if match.group("stage") else {}
+        return Marker("failed", fields, match.group("msg").strip())
+    if _FINISHED.search(line):
+        return Marker("finished", {})
+    return None
+
+
+class PipelineProcess:
+    """One run of the pipeline. Output goes, line by line, to `log_path` (appended) and to `echo`."""
+
+    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path,
+                 echo: TextIO | None = None):
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.cwd = cwd
+        self.log_path = log_path
+        self.echo = echo
+        self.started: Marker | None = None
+        self.failed: Marker | None = None
+        self.finished = False
+        self._proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Its own session: a signal meant for the pipeline reaches its workers (DataLoader, torchrun) too,
+        # and a terminal hang-up in tmux does not reach it at all.
+        self._proc = subprocess.Popen(
+            self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - closed by the reader thread
+        self._reader = threading.Thread(target=self._pump, args=(log,), name="pipeline-output", daemon=True)
+        self._reader.start()
+
+    def poll(self) -> int | None:
+        code = self._proc.poll() if self._proc else None
+        if code is not None and self._reader:
+            self._reader.join(timeout=10)  # the last lines (e.g. PIPELINE FAILED) are read before we report
+        return code
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.poll()
+
+    def terminate(self, grace_s: float) -> int:
+        """SIGTERM to the whole group, SIGKILL after `grace_s`; returns the exit code."""
+        if self.poll() is not None:
+            return self.poll()
+        self._signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if (code := self.wait(0.2)) is not None:
+                return code
+        self._signal_group(signal.SIGKILL)
+        self._proc.wait(timeout=30)
+        return self.poll()
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, sig)
+
+    def _pump(self, log) -> None:
+        with log:
+            for raw in iter(self._proc.stdout.readline, b""):
+                log.write(raw)
+                line = raw.decode("utf-8", "replace")
+                if self.echo is not None:
+                    self.echo.write(line)
+                    self.echo.flush()
+                self._note(line)
+        self._proc.stdout.close()
+
+    def _note(self, line: str) -> None:
+        marker = parse_marker(line)
+        if marker is None:
+            return
+        if marker.kind == "started" and self.started is None:
+            self.started = marker
+        elif marker.kind == "failed":
+            self.failed = marker
+        elif marker.kind == "finished":
+            self.finished = True

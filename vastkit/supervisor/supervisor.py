@@ -1,0 +1,220 @@
+"""The supervisor: run the pipeline within its budget, keep the heartbeat, then sync and destroy the instance.
+
+    start ─► pipeline running ──(exit 0)────────► succeeded ─┐
+                 │  heartbeat every N s          (exit ≠ 0) ► failed ──────┤─► sync artifacts ─► destroy (auto_shutdown)
+                 │  light sync every M s    (over budget) ──► budget_exceeded┤
+                 └──────────────────(SIGTERM/SIGINT) ──► interrupted ──────┘   (no destroy: someone else is
+                                                                                 stopping us, or a person is)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from vastkit.supervisor import heartbeat as hb
+from vastkit.supervisor.artifacts import sync_artifacts
+from vastkit.supervisor.budget import Budget
+from vastkit.supervisor.pipeline import PipelineProcess
+from vastkit.supervisor.policy import SupervisorPolicy
+from vastkit.supervisor.rclone import Bucket, BucketConfigError, RcloneError
+from vastkit.supervisor.selfdestroy import SelfDestroyError, destroy_self
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".vastkit"
+PIPELINE_LOG = "logs/pipeline.log"
+# The pipeline never needs the instance's API key: least privilege for code that loads data and checkpoints.
+WITHHELD_FROM_PIPELINE = ("CONTAINER_API_KEY", "VAST_API_KEY")
+
+
+class SupervisorBusyError(RuntimeError):
+    """Another supervisor already runs in this code dir."""
+
+
+def pipeline_command(policy: SupervisorPolicy) -> list[str]:
+    return [policy.python, "-m", "training", "run", "--config", policy.train_config, "--stage", policy.train_stage]
+
+
+def pipeline_env(policy: SupervisorPolicy, environ: Mapping[str, str]) -> dict[str, str]:
+    """The contract's TRAIN_* variables over the instance's environment (which carries the secrets)."""
+    env = {k: v for k, v in environ.items() if k not in WITHHELD_FROM_PIPELINE}
+    env.update(policy.pipeline_env)
+    env.update({
+        "TRAIN_CONFIG": policy.train_config,
+        "TRAIN_STAGE": policy.train_stage,
+        "RESET_CACHE": str(policy.reset_cache),
+        "TRAIN_RUN_DIR": policy.code_dir,
+        "TRAIN_DATA_DIR": str(policy.code_path / "data"),
+        "TRAIN_RUN_NAME": policy.run_name,
+        "PYTHONUNBUFFERED": "1",  # marker lines reach us as they are printed
+    })
+    return env
+
+
+class Supervisor:
+    def __init__(
+        self, policy: SupervisorPolicy, *, environ: Mapping[str, str], command: Sequence[str] | None = None,
+        destroy: Callable[[], bool] | None = None, bucket: Bucket | None = None, echo: TextIO | None = sys.stdout,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.policy = policy
+        self.environ = dict(environ)
+        self.command = list(command) if command else pipeline_command(policy)
+        self._destroy = destroy or (lambda: destroy_self(self.environ, timeout=policy.destroy_timeout_s))
+        self._bucket = bucket
+        self.echo = echo
+        self.clock = clock
+        self.budget = Budget(policy.max_runtime_hours, policy.max_cost, policy.dph)
+        self.heartbeat_path = policy.code_path / hb.HEARTBEAT_NAME
+        self._stop_signal: int | None = None
+
+    # -- entry point -------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run everything; the exit code is 0 only when the pipeline succeeded."""
+        with self._lock(), self._signals():
+            started = self.clock()
+            beat = hb.Heartbeat(
+                pid=os.getpid(), run_name=self.policy.run_name, started_at=hb.utc_now(), updated_at=hb.utc_now(),
+                dph=self.policy.dph, max_runtime_hours=self.policy.max_runtime_hours,
+                max_cost=self.policy.max_cost, auto_shutdown=self.policy.auto_shutdown, cost_so_far=0.0,
+            )
+            hb.write_heartbeat(self.heartbeat_path, beat)
+            try:
+                self.bucket()  # before any work: a run whose artifacts cannot be saved should not start
+            except BucketConfigError as exc:
+                beat.state, beat.error = hb.FAILED, str(exc)
+                log.error("%s", exc)
+            else:
+                self._run_pipeline(beat, started)
+            self._finish(beat)
+            return 0 if beat.state == hb.SUCCEEDED else 1
+
+    def bucket(self) -> Bucket:
+        if self._bucket is None:
+            self._bucket = Bucket.from_env(self.environ)
+        return self._bucket
+
+    def sync(self, *, include_checkpoints: bool) -> None:
+        report = sync_artifacts(self.bucket(), self.policy.code_path, self.policy.artifact_prefix(),
+                                include_checkpoints=include_checkpoints)
+        log.info("synced artifacts to %s in %.1fs", report.destination, report.seconds)
+
+    # -- the pipeline ------------------------------------------------------------------------------------
+
+    def _run_pipeline(self, beat: hb.Heartbeat, started: float) -> None:
+        proc = PipelineProcess(self.command, env=pipeline_env(self.policy, self.environ), cwd=self.policy.code_path,
+                               log_path=self.policy.code_path / PIPELINE_LOG, echo=self.echo)
+        log.info("starting the pipeline: %s", " ".join(self.command))
+        proc.start()
+        beat.state = hb.RUNNING
+        next_beat = next_sync = self.clock()
+        if self.policy.sync_every_s:
+            next_sync += self.policy.sync_every_s
+        while (code := proc.wait(0.5)) is None:
+            elapsed = self.clock() - started
+            if self._stop_signal is not None:
+                log.warning("got %s: stopping the pipeline", signal.Signals(self._stop_signal).name)
+                code = proc.terminate(self.policy.stop_grace_s)
+                beat.state, beat.error = hb.INTERRUPTED, f"supervisor got {signal.Signals(self._stop_signal).name}"
+                break
+            if reason := self.budget.exceeded(elapsed):
+                log.error("budget: %s; stopping the pipeline", reason)
+                code = proc.terminate(self.policy.stop_grace_s)
+                beat.state, beat.error = hb.BUDGET_EXCEEDED, reason
+                break
+            if self.clock() >= next_beat:
+                self._update(beat, proc, elapsed)
+                hb.write_heartbeat(self.heartbeat_path, beat)
+                next_beat = self.clock() + self.policy.heartbeat_every_s
+            if self.policy.sync_every_s and self.clock() >= next_sync:
+                self._try(lambda: self.sync(include_checkpoints=False), "periodic sync")
+                next_sync = self.clock() + self.policy.sync_every_s
+        beat.exit_code = code
+        self._update(beat, proc, self.clock() - started)
+        if beat.state == hb.RUNNING:
+            beat.state = hb.SUCCEEDED if code == 0 else hb.FAILED
+        if beat.state == hb.FAILED and beat.error is None:
+            beat.error = (f"stage {proc.failed.fields.get('stage', '?')}: {proc.failed.message}" if proc.failed
+                          else f"pipeline exited with code {code} (see {PIPELINE_LOG})")
+        log.info("pipeline ended: %s (exit code %s)%s", beat.state, code, f": {beat.error}" if beat.error else "")
+
+    def _update(self, beat: hb.Heartbeat, proc: PipelineProcess, elapsed: float) -> None:
+        beat.elapsed_s = round(elapsed, 1)
+        beat.cost_so_far = self.budget.cost_so_far(elapsed)
+        if proc.started and not beat.pipeline_started:
+            beat.pipeline_started = True
+            beat.wandb_url = proc.started.fields.get("wandb")
+        status = hb.read_json(self.policy.code_path / "status.json") or {}
+        beat.stage = status.get("stage") or beat.stage
+        beat.step = status.get("step", beat.step)
+        beat.total_steps = status.get("total_steps", beat.total_steps)
+        beat.wandb_url = status.get("wandb_url") or beat.wandb_url
+
+    # -- the end -----------------------------------------------------------------------------------------
+
+    def _finish(self, beat: hb.Heartbeat) -> None:
+        beat.phase = hb.PHASE_SYNCING
+        hb.write_heartbeat(self.heartbeat_path, beat)
+        self._try(lambda: self.sync(include_checkpoints=True), "final sync")
+        if self.policy.auto_shutdown and beat.state != hb.INTERRUPTED:
+            beat.phase = hb.PHASE_DESTROYING
+            hb.write_heartbeat(self.heartbeat_path, beat)
+            log.info("destroying this instance (auto_shutdown)")
+            self._try(self._destroy, "self-destroy")
+        beat.phase = hb.PHASE_DONE
+        hb.write_heartbeat(self.heartbeat_path, beat)
+
+    def _try(self, action: Callable[[], object], what: str) -> None:
+        """Failures at the end must not stop the steps after them (a failed sync must still destroy)."""
+        try:
+            action()
+        except (RcloneError, BucketConfigError, SelfDestroyError) as exc:
+            log.error("%s failed: %s", what, exc)
+
+    # -- process plumbing --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self):
+        path = self.policy.code_path / STATE_DIR / "supervisor.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                raise SupervisorBusyError(
+                    f"another supervisor (pid {handle.read().strip() or '?'}) already runs in {self.policy.code_dir}; "
+                    "see tmux attach -t training") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+
+    @contextmanager
+    def _signals(self):
+        def stop(signum, _frame):
+            self._stop_signal = signum
+
+        # SIGHUP is ignored: a dropped SSH session or closed terminal must not end a paid run.
+        wanted = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: signal.SIG_IGN}
+        previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def default_policy_path(code_dir: str | Path) -> Path:
+    return Path(code_dir) / STATE_DIR / "supervisor.json"
