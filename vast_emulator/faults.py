@@ -1,0 +1,221 @@
+"""Fault injection: what can go wrong on Vast.ai, on demand (see docs/emulator.md, "Faults").
+
+A fault is a JSON object with a ``kind``. HTTP faults hit the next matching API requests; instance faults
+hit an instance chosen by ``target``: ``"next_create"`` (an ordered queue: each create takes the next entry),
+``{"instance_id": N}`` or ``{"label": "name"}``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+INSTANCE_KINDS = ("stuck_loading", "ssh_refused", "status", "preempt")
+ALL_KINDS = ("http_error", "offer_gone", "none", *INSTANCE_KINDS)
+DEFAULT_GONE_FOR_S = 600.0
+DEFAULT_429_BODY = "API requests too frequent endpoint threshold=1.0"
+
+
+class FaultSpecError(ValueError):
+    """A fault description that cannot be used; the message says which field and what is allowed."""
+
+
+@dataclass
+class Fault:
+    kind: str
+    target: Any = None  # None, "next_create", {"instance_id": N}, {"label": "x"}
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "target": self.target, **self.params}
+
+
+@dataclass
+class HttpFault:
+    status: int
+    remaining: int
+    retry_after: float | None = None
+    path: str | None = None
+    method: str | None = None
+    body: str | None = None
+
+    def applies_to(self, method: str, path: str) -> bool:
+        if self.method and self.method.upper() != method.upper():
+            return False
+        return not (self.path and self.path not in path)
+
+
+def _number(spec: dict[str, Any], key: str, default: Any = None, minimum: float = 0.0) -> Any:
+    value = spec.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise FaultSpecError(f"fault {spec.get('kind')!r}: {key} must be a number >= {minimum}, got {value!r}")
+    return value
+
+
+def _target(spec: dict[str, Any]) -> Any:
+    target = spec.get("target")
+    if target == "next_create":
+        return target
+    if isinstance(target, dict) and set(target) == {"instance_id"} and isinstance(target["instance_id"], int):
+        return {"instance_id": target["instance_id"]}
+    if isinstance(target, dict) and set(target) == {"label"} and isinstance(target["label"], str):
+        return {"label": target["label"]}
+    raise FaultSpecError(
+        f"fault {spec.get('kind')!r}: target must be \"next_create\", {{\"instance_id\": N}} or {{\"label\": \"name\"}}, "
+        f"got {target!r}"
+    )
+
+
+_ALLOWED_KEYS = {
+    "http_error": {"status", "count", "retry_after", "path", "method", "body"},
+    "offer_gone": {"target", "offer_ids", "status", "gone_for_s"},
+    "none": {"target"},
+    "stuck_loading": {"target"},
+    "ssh_refused": {"target", "seconds"},
+    "status": {"target", "status", "after_s"},
+    "preempt": {"target", "after_s", "at"},
+}
+
+
+def parse_fault(spec: Any) -> Fault:
+    """Validate one fault description; raise FaultSpecError naming the offending field."""
+    if not isinstance(spec, dict):
+        raise FaultSpecError(f"each fault must be a JSON object, got {spec!r}")
+    kind = spec.get("kind")
+    if kind not in ALL_KINDS:
+        raise FaultSpecError(f"unknown fault kind {kind!r}; allowed: {', '.join(ALL_KINDS)}")
+    unknown = set(spec) - {"kind"} - _ALLOWED_KEYS[kind]
+    if unknown:
+        raise FaultSpecError(
+            f"fault {kind!r}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_ALLOWED_KEYS[kind]))}"
+        )
+    if kind == "http_error":
+        status = spec.get("status")
+        if not isinstance(status, int) or not 400 <= status <= 599:
+            raise FaultSpecError(f"fault 'http_error': status must be an HTTP error code 400-599, got {status!r}")
+        count = spec.get("count", 1)
+        if not isinstance(count, int) or count < 1:
+            raise FaultSpecError(f"fault 'http_error': count must be an integer >= 1, got {count!r}")
+        params = {
+            "status": status,
+            "count": count,
+            "retry_after": _number(spec, "retry_after"),
+            "path": spec.get("path"),
+            "method": spec.get("method"),
+            "body": spec.get("body"),
+        }
+        return Fault(kind, None, params)
+    if kind == "offer_gone":
+        status = spec.get("status")
+        if status not in (None, 404, 410):
+            raise FaultSpecError(f"fault 'offer_gone': status must be 404 or 410, got {status!r}")
+        params = {"gone_for_s": _number(spec, "gone_for_s", DEFAULT_GONE_FOR_S), "status": status}
+        if "offer_ids" in spec:
+            ids = spec["offer_ids"]
+            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or "target" in spec:
+                raise FaultSpecError("fault 'offer_gone': give either offer_ids (a list of ints) or target")
+            return Fault(kind, None, {**params, "offer_ids": ids})
+        if spec.get("target") != "next_create":
+            raise FaultSpecError("fault 'offer_gone': target must be \"next_create\" (or give offer_ids)")
+        return Fault(kind, "next_create", params)
+    target = _target(spec)
+    if kind == "none":
+        if target != "next_create":
+            raise FaultSpecError("fault 'none' is a placeholder in the create queue: target must be \"next_create\"")
+        return Fault(kind, target, {})
+    if kind == "stuck_loading":
+        return Fault(kind, target, {})
+    if kind == "ssh_refused":
+        return Fault(kind, target, {"seconds": _number(spec, "seconds", 5.0)})
+    if kind == "status":
+        status = spec.get("status")
+        if status not in ("exited", "offline"):
+            raise FaultSpecError(f"fault 'status': status must be \"exited\" or \"offline\", got {status!r}")
+        return Fault(kind, target, {"status": status, "after_s": _number(spec, "after_s", 0.0)})
+    # preempt
+    if "at" in spec and "after_s" in spec:
+        raise FaultSpecError("fault 'preempt': give at (epoch seconds) or after_s, not both")
+    return Fault(kind, target, {"after_s": _number(spec, "after_s", 0.0), "at": _number(spec, "at")})
+
+
+def parse_faults(payload: Any) -> list[Fault]:
+    """Accept ``{"faults": [...]}``, a list, or one fault object."""
+    if isinstance(payload, dict) and "faults" in payload:
+        payload = payload["faults"]
+    if isinstance(payload, dict):
+        payload = [payload]
+    if not isinstance(payload, list):
+        raise FaultSpecError('faults must be a list of fault objects or {"faults": [...]}')
+    return [parse_fault(item) for item in payload]
+
+
+def instance_fault_state(fault: Fault) -> dict[str, Any]:
+    """The per-instance flags a fault leaves on an instance record (persisted with it)."""
+    if fault.kind == "stuck_loading":
+        return {"stuck_loading": True}
+    if fault.kind == "ssh_refused":
+        return {"ssh_refused_s": fault.params["seconds"]}
+    if fault.kind == "status":
+        return {"status": {"status": fault.params["status"], "after_s": fault.params["after_s"]}}
+    if fault.kind == "preempt":
+        return {"preempt": {"after_s": fault.params["after_s"], "at": fault.params["at"]}}
+    return {}
+
+
+class FaultBook:
+    """Pending faults not yet bound to an instance: HTTP bursts, the create queue, label-targeted faults."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._http: list[HttpFault] = []
+        self._create_queue: deque[Fault] = deque()
+        self._by_label: dict[str, list[Fault]] = {}
+
+    def add_http(self, fault: Fault) -> None:
+        p = fault.params
+        with self._lock:
+            self._http.append(HttpFault(p["status"], p["count"], p["retry_after"], p["path"], p["method"], p["body"]))
+
+    def queue_for_create(self, fault: Fault) -> None:
+        with self._lock:
+            self._create_queue.append(fault)
+
+    def hold_for_label(self, label: str, fault: Fault) -> None:
+        with self._lock:
+            self._by_label.setdefault(label, []).append(fault)
+
+    def take_http(self, method: str, path: str) -> HttpFault | None:
+        with self._lock:
+            for fault in self._http:
+                if fault.applies_to(method, path):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._http.remove(fault)
+                    return fault
+        return None
+
+    def take_create(self) -> Fault | None:
+        with self._lock:
+            return self._create_queue.popleft() if self._create_queue else None
+
+    def take_label(self, label: str | None) -> list[Fault]:
+        with self._lock:
+            return self._by_label.pop(label, []) if label is not None else []
+
+    def clear(self) -> None:
+        with self._lock:
+            self._http.clear()
+            self._create_queue.clear()
+            self._by_label.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "http": [asdict(f) for f in self._http],
+                "create_queue": [f.to_json() for f in self._create_queue],
+                "by_label": {k: [f.to_json() for f in v] for k, v in self._by_label.items()},
+            }

@@ -1,0 +1,44 @@
+#!/bin/bash
+# PID 1 of one emulated instance, started by runtime.py as
+#   unshare --mount --uts --pid --fork --mount-proc --kill-child /bin/bash instance_init.sh
+# It builds the instance's private view of the filesystem, then runs sshd and the onstart script.
+# When it dies (SIGKILL from the emulator on stop/destroy), the kernel kills every process of the
+# instance and its mounts vanish with the namespace.
+set -eu
+d="$VE_INSTANCE_DIR"
+# Log descriptors are opened before /tmp is covered: the state dir may live under the host's /tmp.
+exec 3>>"$d/logs/sshd.log" 4>>"$d/logs/onstart.log"
+echo "C.${CONTAINER_ID}" > /proc/sys/kernel/hostname
+
+mount -t overlay overlay -o "lowerdir=$VE_BASE_VENV,upperdir=$d/venv/upper,workdir=$d/venv/work" /venv/main
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/etc/upper,workdir=$d/etc/work" /etc
+mount --bind "$d/disk" /workspace
+if [ -n "${VE_UV_CACHE:-}" ]; then
+  # The emulator's analogue of a host's image-layer cache: repeated package installs stay fast.
+  mount --bind "$VE_UV_CACHE" "$d/home/.cache/uv"
+fi
+mount --rbind "$d/home" /root
+mount --bind "$d/tmp" /tmp
+
+ssh_delay="${VE_SSH_DELAY:-0}"
+unset VE_INSTANCE_DIR VE_BASE_VENV VE_UV_CACHE VE_SSH_DELAY
+cd /root
+
+(
+  if [ "$ssh_delay" != "0" ]; then sleep "$ssh_delay"; fi
+  exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config
+) </dev/null >&3 2>&3 &
+
+if [ -s /root/onstart.sh ]; then
+  (
+    echo "--- onstart $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    exec /bin/bash /root/onstart.sh
+  ) </dev/null >&4 2>&4 &
+fi
+exec 3>&- 4>&-
+
+# Stay alive as the namespace's init and reap orphans.
+while :; do
+  sleep 3600 &
+  wait $! || true
+done

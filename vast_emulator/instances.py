@@ -1,0 +1,644 @@
+"""Instance lifecycle: create -> loading -> running, stop/start/reboot/destroy, timed faults, restart recovery.
+
+Every state change happens under the store lock and is saved at once; process work (namespaces, sshd) happens
+outside it, serialised per instance. A per-instance generation number cancels boot threads and timers that
+belong to an earlier start.
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import runtime
+from .environment import container_env_entries, instance_environment
+from .errors import ApiError, invalid_args, no_such_instance
+from .faults import Fault, FaultBook, instance_fault_state
+from .offers import Catalogue, priced
+from .store import InstanceRecord, StateStore
+
+SSH_READY_TIMEOUT_S = 10.0
+MAX_LABEL = 256
+MAX_IMAGE = 1024
+MAX_ONSTART_ARGS = 4096
+MAX_ENV_VALUE = 256
+MAX_ENV_TOTAL = 32768
+MIN_DISK_GB = 8.0
+DEFAULT_IMAGE = "vastai/base-image:@vastai-automatic-tag"
+PENDING = ("created", "loading")
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    state_dir: Path
+    loading_delay_s: float
+    base_venv: Path
+    uv_cache: Path | None
+    api_url: Callable[[], str]
+
+
+class InstanceManager:
+    def __init__(
+        self,
+        store: StateStore,
+        catalogue: Catalogue,
+        faults: FaultBook,
+        settings: RuntimeSettings,
+        base_ready: threading.Event,
+    ) -> None:
+        self.store = store
+        self.catalogue = catalogue
+        self.faults = faults
+        self.settings = settings
+        self.base_ready = base_ready
+        self._procs: dict[int, subprocess.Popen] = {}
+        self._generation: dict[int, int] = {}
+        self._op_locks: dict[int, threading.Lock] = {}
+        self._closing = threading.Event()
+        self._timers: list[threading.Timer] = []
+
+    # ----- helpers -------------------------------------------------------------------------------------------
+    def instance_dir(self, instance_id: int) -> Path:
+        return self.settings.state_dir / "instances" / str(instance_id)
+
+    def _record(self, instance_id: int) -> InstanceRecord:
+        rec = self.store.data.instances.get(instance_id)
+        if rec is None:
+            raise no_such_instance(instance_id)
+        return rec
+
+    def _op_lock(self, instance_id: int) -> threading.Lock:
+        with self.store.lock:
+            return self._op_locks.setdefault(instance_id, threading.Lock())
+
+    def _bump(self, instance_id: int) -> int:
+        with self.store.lock:
+            self._generation[instance_id] = self._generation.get(instance_id, 0) + 1
+            return self._generation[instance_id]
+
+    def _current(self, instance_id: int, generation: int) -> bool:
+        return (
+            not self._closing.is_set()
+            and self._generation.get(instance_id) == generation
+            and instance_id in self.store.data.instances
+        )
+
+    def _daemon_log(self, instance_id: int, text: str) -> None:
+        logs = self.instance_dir(instance_id) / "logs"
+        if logs.is_dir():
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            with open(logs / "daemon.log", "a") as handle:
+                handle.write(f"{stamp} {text}\n")
+
+    def _set_status(self, rec: InstanceRecord, actual: str | None, msg: str) -> None:
+        rec.actual_status = actual
+        rec.status_msg = msg
+        self._daemon_log(rec.id, f"status {actual}: {msg}")
+
+    def _unused_port(self) -> int:
+        with self.store.lock:
+            taken = {r.ssh_port for r in self.store.data.instances.values()}
+            while True:
+                port = runtime.free_port()
+                if port not in taken:
+                    return port
+
+    def offers_in_use(self) -> set[int]:
+        with self.store.lock:
+            now = time.time()
+            gone = {oid for oid, until in self.store.data.gone_offers.items() if until > now}
+            return {rec.offer_id for rec in self.store.data.instances.values()} | gone
+
+    # ----- create --------------------------------------------------------------------------------------------
+    def create(self, offer_id: int, body: dict[str, Any]) -> tuple[int, str]:
+        fields = _validated_create_body(body)
+        cancel_unavail = bool(body.get("cancel_unavail"))
+        with self.store.lock:
+            offer = self.catalogue.offers.get(offer_id)
+            queued = self.faults.take_create()
+            if queued is not None and queued.kind == "offer_gone" and offer is not None:
+                self.store.data.gone_offers[offer_id] = time.time() + float(queued.params["gone_for_s"])
+                self.store.save()
+                raise _no_such_ask(offer_id, queued.params.get("status") == 410 or cancel_unavail)
+            if offer is None or offer_id in self.offers_in_use():
+                raise _no_such_ask(offer_id, cancel_unavail)
+            if fields["disk"] > float(offer.get("disk_space") or 1e9):
+                raise invalid_args(
+                    f"error 400/3467: Invalid args: disk {fields['disk']:g} GB exceeds the offer's {offer['disk_space']:g} GB"
+                )
+            data = self.store.data
+            instance_id = data.next_instance_id
+            data.next_instance_id += 1
+            rec = InstanceRecord(
+                id=instance_id,
+                offer_id=offer_id,
+                api_key=pysecrets.token_hex(32),
+                start_date=round(time.time(), 3),
+                ssh_port=self._unused_port(),
+                authorized_keys=[k["key"] for k in data.ssh_keys],
+                **fields,
+            )
+            for fault in ([queued] if queued is not None else []) + self.faults.take_label(rec.label):
+                rec.faults.update(instance_fault_state(fault))
+            data.instances[instance_id] = rec
+            self.store.save()
+            runtime.prepare_dirs(self.instance_dir(instance_id))
+            self._daemon_log(instance_id, f"created on offer {offer_id} (machine {offer['machine_id']})")
+            generation = self._bump(instance_id)
+        self._start_boot(instance_id, generation)
+        return instance_id, rec.api_key
+
+    # ----- boot ----------------------------------------------------------------------------------------------
+    def _start_boot(self, instance_id: int, generation: int) -> None:
+        threading.Thread(
+            target=self._boot, args=(instance_id, generation), name=f"boot-{instance_id}", daemon=True
+        ).start()
+
+    def _boot(self, instance_id: int, generation: int) -> None:
+        with self.store.lock:
+            if not self._current(instance_id, generation):
+                return
+            rec = self._record(instance_id)
+            self._set_status(rec, "loading", f"Loading image {rec.image}")
+            self.store.save()
+        # The loading delay stands for the image pull; the base venv build (first run only) is part of it.
+        deadline = time.monotonic() + self.settings.loading_delay_s
+        while not self._closing.is_set() and time.monotonic() < deadline:
+            self._closing.wait(min(0.1, max(deadline - time.monotonic(), 0)))
+        while not self.base_ready.wait(0.5):
+            if not self._current(instance_id, generation):
+                return
+        with self._op_lock(instance_id):
+            with self.store.lock:
+                if not self._current(instance_id, generation):
+                    return
+                rec = self._record(instance_id)
+                if rec.faults.get("stuck_loading"):
+                    self._daemon_log(instance_id, "fault stuck_loading: the instance never leaves loading")
+                    return
+                spec = self._launch_spec(rec)
+            ok = False
+            for _attempt in range(2):
+                popen = runtime.launch(spec)
+                with self.store.lock:
+                    self._procs[instance_id] = popen
+                    rec.runtime_pid = popen.pid
+                    self.store.save()
+                if spec.ssh_delay_s > 0:
+                    ok = popen.poll() is None  # the fault: sshd comes up later; the port refuses until then
+                else:
+                    ok = runtime.wait_for_sshd(rec.ssh_port, popen, SSH_READY_TIMEOUT_S)
+                if ok:
+                    break
+                runtime.terminate(popen.pid, popen)
+                with self.store.lock:  # most likely the port was taken meanwhile: pick another one
+                    rec.ssh_port = self._unused_port()
+                    spec = self._launch_spec(rec)
+            with self.store.lock:
+                if not self._current(instance_id, generation):
+                    return
+                if not ok:
+                    self._set_status(rec, "exited", "Error: sshd did not start (see logs/sshd.log)")
+                    self.store.save()
+                    return
+                rec.running_since = time.time()
+                rec.faults.pop("halted", None)
+                self._set_status(rec, "running", f"success, running {rec.image}/ssh")
+                self.store.save()
+                self._schedule_after_running(rec, generation)
+
+    def _launch_spec(self, rec: InstanceRecord) -> runtime.LaunchSpec:
+        offer = self.catalogue.offers[rec.offer_id]
+        env = instance_environment(
+            instance_id=rec.id,
+            instance_api_key=rec.api_key,
+            ssh_port=rec.ssh_port or 0,
+            ssh_public_key=rec.authorized_keys[0].strip() if rec.authorized_keys else "",
+            gpu_count=int(offer["num_gpus"]),
+            account_env=dict(self.store.data.secrets),
+            create_env=container_env_entries(rec.env),
+            api_url=self.settings.api_url(),
+        )
+        directory = self.instance_dir(rec.id)
+        runtime.prepare_dirs(directory)
+        runtime.write_config(directory, rec.id, rec.ssh_port or 0, env, rec.onstart)
+        runtime.write_authorized_keys(directory, rec.authorized_keys + [k["key"] for k in rec.attached_keys])
+        return runtime.LaunchSpec(
+            instance_id=rec.id,
+            instance_dir=directory,
+            base_venv=self.settings.base_venv,
+            env=env,
+            ssh_delay_s=float(rec.faults.get("ssh_refused_s") or 0.0),
+            uv_cache=self.settings.uv_cache,
+        )
+
+    # ----- timed faults --------------------------------------------------------------------------------------
+    def _schedule_after_running(self, rec: InstanceRecord, generation: int) -> None:
+        status = rec.faults.get("status")
+        if status:
+            self._later(float(status["after_s"]), self._halt, rec.id, generation, status["status"])
+        preempt = rec.faults.get("preempt")
+        if preempt:
+            delay = float(preempt["at"]) - time.time() if preempt.get("at") is not None else float(preempt["after_s"])
+            self._later(max(delay, 0.0), self._halt, rec.id, generation, "preempted")
+
+    def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+        timer = threading.Timer(delay, fn, args)
+        timer.daemon = True
+        with self.store.lock:
+            self._timers = [t for t in self._timers if t.is_alive()] + [timer]
+        timer.start()
+
+    def _halt(self, instance_id: int, generation: int, how: str) -> None:
+        """The host went away (exited/offline) or the bid lost (preempted): processes die, the disk stays."""
+        with self._op_lock(instance_id):
+            with self.store.lock:
+                if not self._current(instance_id, generation):
+                    return
+                self._bump(instance_id)
+            self._kill(instance_id)
+            with self.store.lock:
+                rec = self.store.data.instances.get(instance_id)
+                if rec is None:
+                    return
+                rec.running_since = None
+                rec.faults.pop("status", None)
+                rec.faults.pop("preempt", None)
+                rec.faults["halted"] = how
+                messages = {
+                    "exited": "Container exited unexpectedly",
+                    "offline": "Host is offline (lost connection)",
+                    "preempted": "Instance preempted: outbid on an interruptible instance",
+                }
+                self._set_status(rec, "stopped" if how == "preempted" else how, messages[how])
+                self.store.save()
+
+    def apply_fault(self, fault: Fault) -> list[int]:
+        """Bind an instance-targeted fault; returns the ids of the existing instances it hit."""
+        if fault.target == "next_create":
+            self.faults.queue_for_create(fault)
+            return []
+        with self.store.lock:
+            if "instance_id" in fault.target:
+                hit = [self._record(fault.target["instance_id"])]
+            else:
+                label = fault.target["label"]
+                hit = [r for r in self.store.data.instances.values() if r.label == label]
+                if not hit:
+                    self.faults.hold_for_label(label, fault)
+                    return []
+            for rec in hit:
+                rec.faults.update(instance_fault_state(fault))
+                if rec.actual_status == "running" and fault.kind in ("status", "preempt"):
+                    self._schedule_after_running(rec, self._generation.get(rec.id, 0))
+            self.store.save()
+            return [r.id for r in hit]
+
+    def clear_instance_faults(self) -> None:
+        with self.store.lock:
+            for rec in self.store.data.instances.values():
+                for key in ("stuck_loading", "ssh_refused_s", "status", "preempt"):
+                    rec.faults.pop(key, None)
+            self.store.data.gone_offers.clear()
+            self.store.save()
+
+    # ----- processes -----------------------------------------------------------------------------------------
+    def _kill(self, instance_id: int) -> None:
+        with self.store.lock:
+            popen = self._procs.pop(instance_id, None)
+            rec = self.store.data.instances.get(instance_id)
+            pid = rec.runtime_pid if rec else None
+        if popen is not None:
+            runtime.terminate(popen.pid, popen)
+        elif pid and runtime.belongs_to(pid, self.instance_dir(instance_id)):
+            runtime.terminate(pid)
+        with self.store.lock:
+            if rec is not None:
+                rec.runtime_pid = None
+
+    # ----- operations ----------------------------------------------------------------------------------------
+    def destroy(self, instance_id: int) -> None:
+        with self._op_lock(instance_id):
+            with self.store.lock:
+                self._record(instance_id)
+                self._bump(instance_id)
+            self._kill(instance_id)
+            with self.store.lock:
+                self.store.data.instances.pop(instance_id, None)
+                self.store.save()
+            shutil.rmtree(self.instance_dir(instance_id), ignore_errors=True)
+
+    def stop(self, instance_id: int) -> None:
+        with self._op_lock(instance_id):
+            with self.store.lock:
+                rec = self._record(instance_id)
+                rec.intended_status = "stopped"
+                self._bump(instance_id)
+            self._kill(instance_id)
+            with self.store.lock:
+                rec.running_since = None
+                rec.faults.pop("halted", None)
+                self._set_status(rec, "stopped", "Instance stopped")
+                self.store.save()
+
+    def start(self, instance_id: int) -> None:
+        with self._op_lock(instance_id):
+            with self.store.lock:
+                rec = self._record(instance_id)
+                if rec.actual_status in ("running", *PENDING) and rec.intended_status == "running":
+                    return
+                rec.intended_status = "running"
+                rec.faults.pop("halted", None)
+                generation = self._bump(instance_id)
+            self._kill(instance_id)
+            with self.store.lock:
+                self._set_status(rec, "loading", "Starting instance")
+                self.store.save()
+        self._start_boot(instance_id, generation)
+
+    def reboot(self, instance_id: int) -> None:
+        with self._op_lock(instance_id):
+            with self.store.lock:
+                rec = self._record(instance_id)
+                rec.intended_status = "running"
+                rec.faults.pop("halted", None)
+                generation = self._bump(instance_id)
+                self._set_status(rec, "rebooting", "Rebooting instance")
+                self.store.save()
+            self._kill(instance_id)
+        self._start_boot(instance_id, generation)
+
+    def set_label(self, instance_id: int, label: str | None) -> None:
+        if label is not None and len(str(label)) > MAX_LABEL:
+            raise ApiError(400, "label_too_long", f"Label is longer than {MAX_LABEL} characters")
+        with self.store.lock:
+            self._record(instance_id).label = None if label is None else str(label)
+            self.store.save()
+
+    def attach_key(self, instance_id: int, key: str) -> dict[str, Any]:
+        with self.store.lock:
+            rec = self._record(instance_id)
+            entry = {"id": self.store.data.next_ssh_key_id, "key": key.strip(), "created_at": _iso_now()}
+            self.store.data.next_ssh_key_id += 1
+            rec.attached_keys.append(entry)
+            self.store.save()
+            self._refresh_keys(rec)
+            return entry
+
+    def detach_key(self, instance_id: int, key_id: int) -> None:
+        with self.store.lock:
+            rec = self._record(instance_id)
+            before = len(rec.attached_keys)
+            rec.attached_keys = [k for k in rec.attached_keys if k["id"] != key_id]
+            if len(rec.attached_keys) == before:
+                raise ApiError(404, "no_such_key", f"SSH key {key_id} is not attached to instance {instance_id}")
+            self.store.save()
+            self._refresh_keys(rec)
+
+    def _refresh_keys(self, rec: InstanceRecord) -> None:
+        directory = self.instance_dir(rec.id)
+        if (directory / "home/.ssh").is_dir():
+            runtime.write_authorized_keys(directory, rec.authorized_keys + [k["key"] for k in rec.attached_keys])
+
+    def log_text(self, instance_id: int, tail: Any, grep: Any, daemon_logs: bool) -> str:
+        with self.store.lock:
+            self._record(instance_id)
+        logs = self.instance_dir(instance_id) / "logs"
+        names = ["daemon.log"] if daemon_logs else ["onstart.log"]
+        lines: list[str] = []
+        for name in names:
+            path = logs / name
+            if path.exists():
+                lines += path.read_text(errors="replace").splitlines()
+        if grep:
+            lines = [line for line in lines if str(grep) in line]
+        try:
+            count = int(tail) if tail not in (None, "") else 1000
+        except (TypeError, ValueError) as exc:
+            raise invalid_args(f"tail must be a number of lines, got {tail!r}") from exc
+        return "\n".join(lines[-count:] if count > 0 else []) + "\n"
+
+    # ----- views ---------------------------------------------------------------------------------------------
+    def public_row(self, rec: InstanceRecord) -> dict[str, Any]:
+        offer = self.catalogue.offers[rec.offer_id]
+        price = priced(offer, rec.disk, bid=rec.price is not None)
+        if rec.price is not None:
+            price["dph_total"] = round(float(rec.price) + price["search"]["diskHour"], 6)
+        running = rec.actual_status == "running"
+        port = rec.ssh_port
+        now = time.time()
+        state = "running" if rec.intended_status == "running" else "stopped"
+        return {
+            "id": rec.id,
+            "machine_id": offer["machine_id"],
+            "host_id": offer.get("host_id"),
+            "bundle_id": offer.get("bundle_id"),
+            "actual_status": rec.actual_status,
+            "intended_status": rec.intended_status,
+            "cur_state": "running" if rec.actual_status in ("running", *PENDING, "rebooting") else "stopped",
+            "next_state": state,
+            "status_msg": rec.status_msg,
+            "label": rec.label,
+            "image_uuid": rec.image,
+            "image_runtype": rec.runtype,
+            "image_args": list(rec.args or []),
+            "extra_env": [[k, v] for k, v in rec.env.items()],
+            "onstart": rec.onstart,
+            "template_id": None,
+            "template_hash_id": rec.template_hash_id,
+            "template_name": None,
+            "jupyter_token": rec.api_key[:16],
+            "num_gpus": offer["num_gpus"],
+            "gpu_name": offer["gpu_name"],
+            "gpu_arch": offer.get("gpu_arch", "nvidia"),
+            "gpu_ram": offer.get("gpu_ram"),
+            "gpu_totalram": offer.get("gpu_total_ram"),
+            "gpu_util": 0.0 if running else None,
+            "gpu_temp": 38.0 if running else None,
+            "gpu_frac": 1.0,
+            "cuda_max_good": offer.get("cuda_max_good"),
+            "driver_version": offer.get("driver_version"),
+            "compute_cap": offer.get("compute_cap"),
+            "cpu_name": offer.get("cpu_name"),
+            "cpu_cores": offer.get("cpu_cores"),
+            "cpu_cores_effective": offer.get("cpu_cores_effective"),
+            "cpu_ram": offer.get("cpu_ram"),
+            "cpu_util": 0.0 if running else None,
+            "mem_limit": round(float(offer.get("cpu_ram") or 0) / 1000.0, 1),
+            "mem_usage": 0.0 if running else None,
+            "disk_space": rec.disk,
+            "disk_usage": 0.0,
+            "disk_util": 0.0,
+            "ssh_host": "127.0.0.1" if port else None,
+            "ssh_idx": None,
+            "ssh_port": port,
+            "machine_dir_ssh_port": None,
+            "public_ipaddr": "127.0.0.1",
+            "local_ipaddrs": "127.0.0.1\n",
+            "direct_port_count": offer.get("direct_port_count"),
+            "direct_port_start": port,
+            "direct_port_end": port,
+            "ports": {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]} if running and port else {},
+            "static_ip": offer.get("static_ip", False),
+            "geolocation": offer.get("geolocation"),
+            "verification": offer.get("verification"),
+            "reliability2": offer.get("reliability2"),
+            "inet_up": offer.get("inet_up"),
+            "inet_down": offer.get("inet_down"),
+            "dph_base": offer["dph_base"] if rec.price is None else rec.price,
+            "dph_total": price["dph_total"],
+            "storage_cost": offer.get("storage_cost"),
+            "inet_up_cost": offer.get("inet_up_cost"),
+            "inet_down_cost": offer.get("inet_down_cost"),
+            "min_bid": offer.get("min_bid"),
+            "is_bid": rec.price is not None,
+            "start_date": rec.start_date,
+            "end_date": rec.start_date + float(offer.get("duration") or 30 * 86400),
+            "uptime_mins": round((now - rec.running_since) / 60.0, 2) if running and rec.running_since else None,
+            "volume_info": [],
+            "time_remaining": "",
+            "time_remaining_isbid": "",
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self.store.lock:
+            return [self.public_row(r) for r in self.store.data.instances.values()]
+
+    def row(self, instance_id: int) -> dict[str, Any] | None:
+        with self.store.lock:
+            rec = self.store.data.instances.get(instance_id)
+            return self.public_row(rec) if rec else None
+
+    def debug_view(self) -> list[dict[str, Any]]:
+        """For /_emulator/state: the public row plus where its files and processes are (no keys)."""
+        with self.store.lock:
+            out = []
+            for rec in self.store.data.instances.values():
+                popen = self._procs.get(rec.id)
+                out.append(
+                    {
+                        **self.public_row(rec),
+                        "_emulator": {
+                            "offer_id": rec.offer_id,
+                            "dir": str(self.instance_dir(rec.id)),
+                            "runtime_pid": rec.runtime_pid,
+                            "processes_alive": bool(popen and popen.poll() is None),
+                            "faults": dict(rec.faults),
+                            "attached_key_ids": [k["id"] for k in rec.attached_keys],
+                        },
+                    }
+                )
+            return out
+
+    # ----- emulator lifecycle --------------------------------------------------------------------------------
+    def restore(self) -> None:
+        """After an emulator restart: end leftover processes, then bring back instances meant to be running."""
+        with self.store.lock:
+            records = list(self.store.data.instances.values())
+        for rec in records:
+            if rec.runtime_pid and runtime.belongs_to(rec.runtime_pid, self.instance_dir(rec.id)):
+                runtime.terminate(rec.runtime_pid)
+            with self.store.lock:
+                rec.runtime_pid = None
+                rec.running_since = None
+                generation = self._bump(rec.id)
+                boot = rec.intended_status == "running" and not rec.faults.get("halted")
+                if boot:
+                    self._set_status(rec, "loading", "Emulator restarted: starting instance")
+                elif rec.intended_status == "stopped":
+                    self._set_status(rec, "stopped", rec.status_msg)
+                self.store.save()
+            if boot:
+                self._start_boot(rec.id, generation)
+
+    def shutdown(self) -> None:
+        """End every instance's processes; their records stay as they are, so a restart brings them back."""
+        self._closing.set()
+        with self.store.lock:
+            timers = list(self._timers)
+            ids = list(self._procs)
+        for timer in timers:
+            timer.cancel()
+        for instance_id in ids:
+            self._kill(instance_id)
+        with self.store.lock:
+            self.store.save()
+
+
+def _iso_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _no_such_ask(offer_id: int, gone: bool) -> ApiError:
+    if gone:
+        return ApiError(410, "no_such_ask", f"error 410/3603: no_such_ask Instance type by id {offer_id} is no longer available.", ask_id=offer_id)
+    return ApiError(404, "invalid_args", f"error 404/3603: no_such_ask Instance type by id {offer_id} is not available.", ask_id=offer_id)
+
+
+def _validated_create_body(body: dict[str, Any]) -> dict[str, Any]:
+    """Check a create body against Vast's documented input limits; returns InstanceRecord fields."""
+
+    def bad(msg: str) -> ApiError:
+        return invalid_args(f"error 400/3467: Invalid args: {msg}")
+
+    image = body.get("image") or DEFAULT_IMAGE
+    if not isinstance(image, str) or len(image) > MAX_IMAGE:
+        raise bad(f"image must be a string of at most {MAX_IMAGE} characters")
+    disk_raw = body.get("disk", MIN_DISK_GB)
+    try:
+        disk = float(disk_raw if disk_raw is not None else MIN_DISK_GB)
+    except (TypeError, ValueError) as exc:
+        raise bad(f"disk must be a number of GB, got {disk_raw!r}") from exc
+    if disk < MIN_DISK_GB:
+        raise bad(f"disk must be at least {MIN_DISK_GB:g} GB, got {disk:g}")
+    label = body.get("label")
+    if label is not None and len(str(label)) > MAX_LABEL:
+        raise bad(f"label must be at most {MAX_LABEL} characters, got {len(str(label))}")
+    onstart = body.get("onstart")
+    if onstart is not None and not isinstance(onstart, str):
+        raise bad("onstart must be a string")
+    args = body.get("args")
+    if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
+        raise bad("args must be a list of strings")
+    combined = len(onstart or "") + len(" ".join(args or [])) + len(str(body.get("args_str") or ""))
+    if combined > MAX_ONSTART_ARGS:
+        raise bad(f"onstart + args together must be at most {MAX_ONSTART_ARGS} characters, got {combined}")
+    env = body.get("env") or {}
+    if isinstance(env, str):
+        env = {**container_env_entries(env)}
+    if not isinstance(env, dict):
+        raise bad("env must be an object of NAME: value")
+    env = {str(k): "" if v is None else str(v) for k, v in env.items()}
+    for key, value in env.items():
+        if len(value) > MAX_ENV_VALUE:
+            raise bad(f"env value of {key} must be at most {MAX_ENV_VALUE} characters, got {len(value)}")
+        if "\n" in value or "\0" in value:
+            raise bad(f"env value of {key} must be one line")
+    if sum(len(k) + len(v) for k, v in env.items()) > MAX_ENV_TOTAL:
+        raise bad(f"env must be at most {MAX_ENV_TOTAL} characters in total")
+    price = body.get("price")
+    if price is not None:
+        try:
+            price = float(price)
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, "invalid_price", f"price must be a number, got {price!r}") from exc
+        if not 0.001 <= price <= 128:
+            raise ApiError(400, "invalid_price", f"price must be between 0.001 and 128 $/hour, got {price:g}")
+    return {
+        "image": image,
+        "disk": disk,
+        "label": None if label is None else str(label),
+        "onstart": onstart,
+        "env": env,
+        "runtype": str(body.get("runtype") or "ssh"),
+        "args": args,
+        "price": price,
+        "template_hash_id": body.get("template_hash_id"),
+    }

@@ -1,0 +1,232 @@
+"""Run an emulator as a subprocess from tests or tools: ``with running_emulator(dir) as emu: ...``.
+
+The handle speaks to the emulator over HTTP only, like every other client does.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .base_venv import ensure_base_venv
+from .runtime import INSTANCE_MARKER_VAR
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+def stray_processes(state_dir: Path) -> list[int]:
+    """Pids of processes started for instances of the emulator using ``state_dir`` (should be none once stopped)."""
+    marker = f"{INSTANCE_MARKER_VAR}={Path(state_dir).resolve()}/".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if any(item.startswith(marker) for item in environ.split(b"\0")):
+            found.append(int(entry.name))
+    return found
+
+
+def leftover_mounts(state_dir: Path) -> list[str]:
+    """Mounts on this host that mention ``state_dir`` (instance mounts are private, so there should be none)."""
+    needle = str(Path(state_dir).resolve())
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if needle in line]
+
+
+@dataclass
+class EmulatorHandle:
+    url: str
+    api_key: str
+    state_dir: Path
+    process: subprocess.Popen
+    log_path: Path
+    http: requests.Session = field(default_factory=requests.Session)
+
+    def api(self, method: str, path: str, *, key: str | None = None, **kwargs: Any) -> requests.Response:
+        """One request to the emulator with the account key (or ``key``); ``path`` starts with /api/... or /_emulator/."""
+        headers = {"Authorization": f"Bearer {key or self.api_key}", **kwargs.pop("headers", {})}
+        if method.upper() != "GET" and "json" not in kwargs and "data" not in kwargs:
+            kwargs["json"] = {}
+        return self.http.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+
+    def _ok(self, response: requests.Response) -> Any:
+        if response.status_code >= 400:
+            raise EmulatorError(f"{response.request.method} {response.url} -> {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    def set_faults(self, faults: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+        return self._ok(self.api("POST", "/_emulator/faults", json={"faults": faults if isinstance(faults, list) else [faults]}))
+
+    def reset_faults(self) -> None:
+        self._ok(self.api("POST", "/_emulator/reset-faults"))
+
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        return self._ok(self.api("GET", f"/_emulator/requests?since={since}"))["requests"]
+
+    def state(self) -> dict[str, Any]:
+        return self._ok(self.api("GET", "/_emulator/state"))
+
+    def register_ssh_key(self, public_key: str) -> int:
+        return self._ok(self.api("POST", "/api/v0/ssh/", json={"ssh_key": public_key.strip()}))["key"]["id"]
+
+    def search(self, query: dict[str, Any] | None = None, **extra: Any) -> list[dict[str, Any]]:
+        body = {"verified": {"eq": True}, "external": {"eq": False}, "rentable": {"eq": True}, **(query or {}), **extra}
+        body.setdefault("order", [["dph_total", "asc"]])
+        return self._ok(self.api("POST", "/api/v0/bundles/", json=body))["offers"]
+
+    def launch(self, gpu_name: str = "RTX 4090", **body: Any) -> int:
+        """Create an instance on the cheapest available offer of ``gpu_name``; returns its id."""
+        offers = self.search({"gpu_name": {"eq": gpu_name}, "num_gpus": {"eq": "1"}})
+        if not offers:
+            raise EmulatorError(f"no available offer of {gpu_name}")
+        create = {"image": "vastai/pytorch", "disk": 16.0, "runtype": "ssh_direc ssh_proxy", **body}
+        return self._ok(self.api("PUT", f"/api/v0/asks/{offers[0]['id']}/", json=create))["new_contract"]
+
+    def instance(self, instance_id: int) -> dict[str, Any] | None:
+        return self._ok(self.api("GET", f"/api/v0/instances/{instance_id}/?owner=me"))["instances"]
+
+    def wait_status(self, instance_id: int, status: str = "running", timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        row = None
+        while time.monotonic() < deadline:
+            row = self.instance(instance_id)
+            if row and row["actual_status"] == status:
+                return row
+            time.sleep(0.1)
+        raise EmulatorError(f"instance {instance_id} not {status} after {timeout}s: {row and row['actual_status']}")
+
+    def destroy(self, instance_id: int) -> None:
+        self._ok(self.api("DELETE", f"/api/v0/instances/{instance_id}/"))
+
+    def stop(self, timeout: float = 30.0) -> list[int]:
+        """SIGTERM the emulator and wait; returns stray instance processes (should be [])."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+                raise EmulatorError(f"emulator did not stop within {timeout}s (see {self.log_path})") from None
+        self.http.close()
+        return stray_processes(self.state_dir)
+
+
+def start_emulator(
+    state_dir: Path,
+    *,
+    loading_delay: float = 0.3,
+    api_key: str | None = None,
+    faults_file: Path | None = None,
+    offers_file: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+    startup_timeout: float = 30.0,
+) -> EmulatorHandle:
+    """Start ``python -m vast_emulator`` on a free port and wait until it answers."""
+    state_dir = Path(state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    url_file = state_dir / "url"
+    url_file.unlink(missing_ok=True)
+    key = api_key or secrets.token_hex(32)
+    args = [sys.executable, "-m", "vast_emulator", "--port", "0", "--state-dir", str(state_dir)]
+    args += ["--loading-delay", str(loading_delay), *extra_args]
+    if faults_file:
+        args += ["--faults", str(faults_file)]
+    if offers_file:
+        args += ["--offers", str(offers_file)]
+    env = {**os.environ, "VAST_EMULATOR_API_KEY": key}
+    log_path = state_dir / "emulator.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmulatorError(f"emulator exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+        if url_file.exists():
+            url = url_file.read_text().strip()
+            try:
+                if requests.get(url + "/api/v0/gpu_names/unique/", timeout=5).status_code == 200:
+                    return EmulatorHandle(url, key, state_dir, process, log_path)
+            except requests.ConnectionError:
+                pass
+        time.sleep(0.05)
+    process.kill()
+    raise EmulatorError(f"emulator not ready after {startup_timeout}s: {log_path.read_text()[-2000:]}")
+
+
+@contextmanager
+def running_emulator(state_dir: Path, **kwargs: Any) -> Iterator[EmulatorHandle]:
+    """Start an emulator (see start_emulator), yield its handle, stop it and check nothing was left behind."""
+    ensure_base_venv()  # once per machine; instant afterwards
+    handle = start_emulator(state_dir, **kwargs)
+    try:
+        yield handle
+    finally:
+        strays = handle.stop()
+        if strays:
+            raise EmulatorError(f"emulator left instance processes running: {strays}")
+
+
+@dataclass(frozen=True)
+class SshKeyPair:
+    private_key: Path
+    public_key: str
+
+
+def make_ssh_keypair(directory: Path) -> SshKeyPair:
+    """A fresh ed25519 keypair (no passphrase) in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vast-emulator-tests", "-f", str(path)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return SshKeyPair(path, Path(f"{path}.pub").read_text().strip())
+
+
+def connect_ssh(row: dict[str, Any], private_key: Path, timeout: float = 15.0):
+    """A connected paramiko SSHClient for an instance row (retries until the port accepts or time runs out)."""
+    import paramiko
+
+    host = row["public_ipaddr"] or row["ssh_host"]
+    port = int(row["ports"]["22/tcp"][0]["HostPort"]) if row.get("ports") else int(row["ssh_port"])
+    deadline = time.monotonic() + timeout
+    while True:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(
+                host, port=port, username="root", key_filename=str(private_key),
+                look_for_keys=False, allow_agent=False, timeout=5, banner_timeout=5, auth_timeout=5,
+            )
+            return client
+        except (OSError, paramiko.SSHException):
+            client.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def ssh_run(client, command: str, timeout: float = 60.0) -> tuple[int, str, str]:
+    """Run ``command`` over an open paramiko client; returns (exit status, stdout, stderr)."""
+    _, stdout, stderr = client.exec_command(command, timeout=timeout)
+    out = stdout.read().decode()
+    err = stderr.read().decode()
+    return stdout.channel.recv_exit_status(), out, err
