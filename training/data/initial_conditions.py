@@ -53,9 +53,10 @@ class InitialConditions:
         angle = 2 * np.pi * self.wavenumbers[:, :, None] * x[None, None, :] + self.phases[:, :, None]
         u = np.sum(self.amplitudes[:, :, None] * np.sin(angle), axis=1)
         u = np.where(self.absolute[:, None], np.abs(u), u) * self.sign[:, None]
+        inside = np.mod(x, 1.0)[None, :]  # the window lives on one period [0, 1)
         window = 0.5 * (
-            np.tanh((x[None, :] - self.window_left[:, None]) / self.window_width)
-            - np.tanh((x[None, :] - self.window_right[:, None]) / self.window_width)
+            np.tanh((inside - self.window_left[:, None]) / self.window_width)
+            - np.tanh((inside - self.window_right[:, None]) / self.window_width)
         )
         return np.where(self.windowed[:, None], u * window, u)
 
