@@ -223,6 +223,10 @@ class VastAPI:
         _require_success(body, "POST", "/api/v0/ssh/")
         return SshKey.from_api(body.get("key") or {"id": 0, "public_key": public_key})
 
+    def delete_ssh_key(self, key_id: int) -> None:
+        body = self._call(keys.delete_ssh_key, int(key_id))
+        _require_success(body, "DELETE", f"/api/v0/ssh/{key_id}/")
+
     def attach_ssh_key(self, instance_id: int, public_key: str) -> None:
         body = self._call(keys.attach_ssh, int(instance_id), public_key.strip())
         _require_success(body, "POST", f"/api/v0/instances/{instance_id}/ssh/")
@@ -232,12 +236,23 @@ class VastAPI:
     def current_user(self) -> dict:
         return self._call(billing.show_user)
 
+    def gpu_names(self) -> list[str]:
+        """GPU model names the marketplace knows (`GET /gpu_names/unique/`, what the CLI checks `-g` against)."""
+        body = self._call(_get_json, "/gpu_names/unique/")
+        return [str(name) for name in (body or {}).get("gpu_names", [])]
+
 
 def _translate(fn: Callable[..., T], *args, **kwargs) -> T:
     try:
         return fn(*args, **kwargs)
     except requests.HTTPError as exc:
         raise VastAPIError.from_response(exc.response) from None
+
+
+def _get_json(client: VastClient, path: str):
+    response = client.get(path)
+    response.raise_for_status()
+    return response.json()
 
 
 def _require_success(body: dict, method: str, path: str) -> None:

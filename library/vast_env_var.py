@@ -1,0 +1,217 @@
+#!/usr/bin/python
+"""Ansible module: Vast.ai account env-vars (the secret store every new instance gets)."""
+# ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vast_env_var
+short_description: Manage Vast.ai account environment variables (secrets)
+description:
+  - Creates, updates or deletes account env-vars, which Vast injects into every instance the account
+    launches. This is where C(WANDB_API_KEY), C(B2_APP_KEY) and friends live, so that no secret is ever
+    written to an onstart script, a template or a task argument of the instance.
+  - Idempotent, as nothing is written when the stored value is already equal.
+  - Either one O(name) with its O(value), or several O(names) whose values the module reads itself, on the
+    controller, from O(env_file) or else its own environment. That way the values never become Ansible
+    variables, so no verbosity level or callback can print them.
+  - Values are never returned. With O(names), every missing value is reported together and nothing is
+    written.
+version_added: "0.1.0"
+author: universal_simulator
+options:
+  name:
+    description: Variable name (Vast upper-cases names; use upper case).
+    type: str
+  value:
+    description: Value of O(name). C(no_log).
+    type: str
+  names:
+    description: Several variables at once, values read from O(env_file) or the controller's environment.
+    type: list
+    elements: str
+  env_file:
+    description:
+      - A C(.env) file (C(NAME=value) lines, C(export) and quotes allowed, C(#) comments) to read O(names) from.
+        A name it lacks is taken from the environment.
+    type: path
+  state:
+    description: V(present) to create or update, V(absent) to delete.
+    type: str
+    choices: [present, absent]
+    default: present
+extends_documentation_fragment:
+  - vast
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+notes:
+  - If the API ever returns masked values, equality cannot be checked and the value is written again.
+"""
+
+EXAMPLES = r"""
+- name: Push the W&B and B2 credentials from the environment
+  vast_env_var:
+    names: [WANDB_API_KEY, WANDB_PROJECT, B2_KEY_ID, B2_APP_KEY, B2_S3_ENDPOINT, B2_BUCKET]
+
+- name: The same from a .env file
+  vast_env_var:
+    names: [WANDB_API_KEY, B2_APP_KEY]
+    env_file: ~/.config/universal_simulator/.env
+
+- name: One variable
+  vast_env_var:
+    name: WANDB_PROJECT
+    value: universal-simulator
+
+- name: Remove a variable
+  vast_env_var:
+    name: OLD_TOKEN
+    state: absent
+"""
+
+RETURN = r"""
+results:
+  description: Per name, what happened (C(created), C(updated), C(unchanged), C(deleted), C(absent)); never values.
+  returned: always
+  type: dict
+  sample: {WANDB_API_KEY: created, B2_BUCKET: unchanged}
+created:
+  description: Names created.
+  returned: always
+  type: list
+  elements: str
+updated:
+  description: Names whose value changed.
+  returned: always
+  type: list
+  elements: str
+unchanged:
+  description: Names already holding the value.
+  returned: always
+  type: list
+  elements: str
+missing:
+  description: Names of O(names) that had no value in O(env_file) or the environment (the module then fails).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+import re
+import shlex
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.vast_common import VastAPIError, VastModuleContext, vast_argument_spec
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def read_env_file(path: str) -> dict:
+    """NAME=value lines; `export`, quotes and comments as a shell would read them."""
+    values = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("export "):
+                line = line[len("export "):].lstrip()
+            name, sep, rest = line.partition("=")
+            if not sep or not NAME_RE.match(name.strip()):
+                raise ValueError(f"{path}:{number}: expected NAME=value")  # the line itself may hold a secret
+            try:
+                words = shlex.split(rest, comments=True)
+            except ValueError:
+                raise ValueError(f"{path}:{number}: unbalanced quotes in the value of {name.strip()}") from None
+            values[name.strip()] = " ".join(words)
+    return values
+
+
+def is_masked(value: str) -> bool:
+    return bool(value) and set(value) == {"*"}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=vast_argument_spec(
+            name=dict(type="str"),
+            value=dict(type="str", no_log=True),
+            names=dict(type="list", elements="str"),
+            env_file=dict(type="path"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        ),
+        supports_check_mode=True,
+        required_one_of=[("name", "names")],
+        mutually_exclusive=[("name", "names"), ("value", "names"), ("value", "env_file"), ("name", "env_file")],
+        required_if=[("state", "present", ("value", "names"), True)],
+    )
+    p = module.params
+    names = [p["name"]] if p["name"] else list(dict.fromkeys(p["names"]))
+    bad = [n for n in names if not NAME_RE.match(n)]
+    if bad:
+        module.fail_json(msg=f"invalid env-var name(s) {', '.join(bad)}: letters, digits and _, not starting with a digit")
+    result = dict(changed=False, results={}, created=[], updated=[], unchanged=[], missing=[])
+
+    wanted = {}
+    if p["state"] == "present":
+        if p["name"]:
+            wanted = {p["name"]: p["value"]}
+        else:
+            try:
+                from_file = read_env_file(p["env_file"]) if p["env_file"] else {}
+            except (OSError, ValueError) as exc:
+                module.fail_json(msg=f"cannot read env_file: {exc}", **result)
+            for name in names:
+                value = from_file.get(name, os.environ.get(name, ""))
+                if value:
+                    wanted[name] = value
+            # Values read here are secrets too: mask them wherever they could appear in the output.
+            module.no_log_values.update(v for v in wanted.values() if len(v) >= 4)
+            result["missing"] = [n for n in names if n not in wanted]
+            if result["missing"]:
+                where = f"{p['env_file']} or the environment" if p["env_file"] else "the environment"
+                module.fail_json(msg=f"missing value(s) for {', '.join(result['missing'])} in {where}; nothing "
+                                     f"was written", **result)
+
+    ctx = VastModuleContext(module)
+    try:
+        stored = ctx.api.env_vars()
+        for name in names:
+            outcome = decide(name, wanted.get(name), stored, p["state"])
+            result["results"][name] = outcome
+            if outcome in ("created", "updated"):
+                result[outcome].append(name)
+            elif outcome == "unchanged":
+                result["unchanged"].append(name)
+            if module.check_mode or outcome in ("unchanged", "absent"):
+                continue
+            if outcome == "created":
+                ctx.api.create_env_var(name, wanted[name])
+            elif outcome == "updated":
+                ctx.api.update_env_var(name, wanted[name])
+            elif outcome == "deleted":
+                ctx.api.delete_env_var(name)
+    except VastAPIError as exc:
+        ctx.fail_api(exc, "account env-var change failed", **result)
+    result["changed"] = any(o in ("created", "updated", "deleted") for o in result["results"].values())
+    module.exit_json(**result)
+
+
+def decide(name: str, value, stored: dict, state: str) -> str:
+    if state == "absent":
+        return "deleted" if name in stored else "absent"
+    if name not in stored:
+        return "created"
+    if stored[name] == value and not is_masked(stored[name]):
+        return "unchanged"
+    return "updated"
+
+
+if __name__ == "__main__":
+    main()

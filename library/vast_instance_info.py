@@ -1,0 +1,150 @@
+#!/usr/bin/python
+"""Ansible module: list or show Vast.ai instances (read-only)."""
+# ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vast_instance_info
+short_description: List or show Vast.ai instances
+description:
+  - Shows one instance by id, or lists the account's instances filtered by label, label prefix, status and age.
+  - Read-only; safe in check mode.
+version_added: "0.1.0"
+author: universal_simulator
+options:
+  instance_id:
+    description: Show only this instance.
+    type: int
+  label:
+    description: Only instances with exactly this label (a run name).
+    type: str
+  label_prefix:
+    description: Only instances whose label starts with this, for example the project's run prefix.
+    type: str
+  status:
+    description: Only instances whose C(actual_status) is one of these, for example C([running, loading]).
+    type: list
+    elements: str
+  older_than:
+    description:
+      - Only instances created longer ago than this, as a number and a unit C(s), C(m), C(h) or C(d),
+        for example C(6h). For reaping forgotten runs.
+    type: str
+extends_documentation_fragment:
+  - vast
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: The run's instance
+  vast_instance_info:
+    label: burgers32-20261128-1405
+  register: run
+
+- name: Every running instance of the project older than six hours
+  vast_instance_info:
+    label_prefix: burgers32-
+    status: [running]
+    older_than: 6h
+"""
+
+RETURN = r"""
+instances:
+  description: Matching instances, by id.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - id: 20000001
+      label: burgers32-20261128-1405
+      actual_status: running
+      gpu_name: RTX 4090
+      num_gpus: 1
+      dph_total: 0.3612
+      gpu_util: 87.0
+      age_hours: 1.5
+      cost_estimate: 0.54
+      ssh: {host: 203.0.113.11, port: 40022, user: root}
+      ssh_command: ssh -p 40022 root@203.0.113.11
+instance:
+  description: The instance, when O(instance_id) was given and it exists.
+  returned: when instance_id was given and found
+  type: dict
+cost_per_hour:
+  description: Total USD per hour of the matching instances that are not stopped.
+  returned: always
+  type: float
+"""
+
+import re
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.vast_common import (
+    VastAPIError,
+    VastModuleContext,
+    instance_facts,
+    vast_argument_spec,
+)
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_age(text: str) -> float:
+    """'6h' -> 21600.0 seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
+    if not match:
+        raise ValueError(f"older_than={text!r}: expected a number and a unit s, m, h or d, for example 6h or 90m")
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=vast_argument_spec(
+            instance_id=dict(type="int"),
+            label=dict(type="str"),
+            label_prefix=dict(type="str"),
+            status=dict(type="list", elements="str"),
+            older_than=dict(type="str"),
+        ),
+        supports_check_mode=True,
+        mutually_exclusive=[("instance_id", "label"), ("instance_id", "label_prefix")],
+    )
+    p = module.params
+    try:
+        min_age = parse_age(p["older_than"]) if p["older_than"] else None
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    ctx = VastModuleContext(module)
+    result = dict(changed=False)
+    now = time.time()
+    try:
+        if p["instance_id"] is not None:
+            found = ctx.api.get_instance(p["instance_id"])
+            rows = [found] if found is not None else []
+        else:
+            rows = ctx.api.list_instances(label=p["label"], label_prefix=p["label_prefix"], statuses=p["status"])
+    except VastAPIError as exc:
+        ctx.fail_api(exc, "listing instances failed")
+    if p["status"]:
+        rows = [i for i in rows if i.actual_status in p["status"]]
+    if min_age is not None:
+        rows = [i for i in rows if i.start_date and now - i.start_date >= min_age]
+    instances = [instance_facts(i, now) for i in sorted(rows, key=lambda i: i.id)]
+    result["instances"] = instances
+    result["cost_per_hour"] = round(sum(i["dph_total"] or 0.0 for i in instances
+                                        if i["actual_status"] not in ("stopped", "exited")), 4)
+    if p["instance_id"] is not None and instances:
+        result["instance"] = instances[0]
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
