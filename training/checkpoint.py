@@ -1,0 +1,78 @@
+"""Checkpoint files: atomic writes, the resolved config inside, and a clear error when configs differ.
+
+A checkpoint is a dict: models (state dicts), optimizer, scheduler, step, rng, config (the whole
+resolved config), uid (identity of this training result, used to key caches and downstream stages),
+upstream (uids of the checkpoints it was trained from), final (stage finished) and extra (stage data
+such as normalisation statistics). Everything is a tensor or plain Python, so `torch.load` runs with
+`weights_only=True` even on a file fetched from the bucket.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.config import flatten
+from training.paths import atomic_write_bytes
+
+# The config sections that decide what a stage's weights mean. Other keys (evaluation settings, W&B,
+# runtime flags, how often to log or checkpoint) may change between a run and its resume.
+CONFIG_SECTIONS: dict[str, tuple[str, ...]] = {
+    "autoencoder": ("seed", "data", "autoencoder"),
+    "operator": ("seed", "data", "autoencoder", "operator"),
+    "diffusion": ("seed", "data", "autoencoder", "operator", "diffusion"),
+    "distill": ("seed", "data", "autoencoder", "operator", "diffusion", "distill"),
+    "fno": ("seed", "data", "fno"),
+}
+_FREE_KEYS = ("ckpt_every", "log_every", "max_eval_samples")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is unreadable or was made with another, incompatible config."""
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Serialise in memory, then write atomically: a kill mid-save leaves the previous file intact."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, *, config: dict[str, Any], kind: str, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load `path` and check that the config sections that matter for `kind` equal the current config."""
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a truncated or foreign file
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or "config" not in payload:
+        raise CheckpointError(f"{path}: not a training checkpoint (no config inside)")
+    differences = config_differences(payload["config"], config, kind)
+    if differences:
+        shown = "; ".join(differences[:8]) + (f"; ... {len(differences) - 8} more" if len(differences) > 8 else "")
+        raise CheckpointError(
+            f"{path}: made with another config; differing keys: {shown}. "
+            "Use the config it was made with, or a fresh --run-dir (or TRAIN_RUN_NAME) for this config."
+        )
+    return payload
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any], kind: str) -> list[str]:
+    """Human-readable `key: saved -> current` lines over the sections relevant to `kind`."""
+    sections = CONFIG_SECTIONS[kind]
+    relevant_saved = _relevant(saved, sections)
+    relevant_current = _relevant(current, sections)
+    lines = []
+    for key in sorted(set(relevant_saved) | set(relevant_current)):
+        old, new = relevant_saved.get(key, "<absent>"), relevant_current.get(key, "<absent>")
+        if old != new:
+            lines.append(f"{key}: {old!r} (checkpoint) vs {new!r} (current)")
+    return lines
+
+
+def _relevant(config: dict[str, Any], sections: tuple[str, ...]) -> dict[str, Any]:
+    picked = {name: config.get(name) for name in sections}
+    flat = flatten(picked)
+    return {key: value for key, value in flat.items() if key.rsplit(".", 1)[-1] not in _FREE_KEYS}

@@ -1,0 +1,269 @@
+"""Typed run configuration loaded from YAML, strict like nanoGPT's but without `exec`.
+
+Every section is a dataclass; unknown keys and wrong types are errors that name the dotted key
+(`operator.lr: expected float, got str`). Numbers such as `1e-3` are read as floats (PyYAML follows
+YAML 1.1, which would read them as strings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STAGES = ("autoencoder", "cache", "operator", "diffusion", "distill", "evaluate")
+
+
+class ConfigError(ValueError):
+    """The configuration file is malformed; the message names the key and what is allowed."""
+
+
+@dataclass
+class DataConfig:
+    """Which files to train on; the Ansible `data` role reads `remote_prefix` and the file lists."""
+
+    remote_prefix: str = "datasets/burgers1d_nu0.01"  # bucket prefix the files live under
+    train: list[str] = field(default_factory=lambda: ["burgers1d_train_000.h5"])
+    val: list[str] = field(default_factory=lambda: ["burgers1d_val_000.h5"])
+    test: list[str] = field(default_factory=lambda: ["burgers1d_test_000.h5"])
+    nu: float = 0.01  # expected PDEBench viscosity; a file that says otherwise is an error
+    t_stride: int = 5  # keep every t_stride-th stored frame (PDEBench 201 -> 41 frames)
+    x_stride: int = 8  # keep every x_stride-th grid point
+    max_frames: int | None = None  # frames read before t_stride (None: all)
+    max_train_samples: int | None = None  # cap trajectories read from the train split
+    max_eval_samples: int | None = None  # cap trajectories read from val and test
+
+
+@dataclass
+class TrainLoopConfig:
+    """Optimiser and loop settings shared by every trained stage."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
+    grad_clip: float = 1.0
+    ckpt_every: int = 500
+    log_every: int = 50
+
+
+@dataclass
+class AutoencoderConfig(TrainLoopConfig):
+    latent_dim: int = 32  # channels of the latent; "burgers32"
+    width: int = 64
+    levels: int = 2  # stride-2 downsamplings: latent length = resolution / 2**levels
+    blocks: int = 1  # residual blocks per level
+
+
+@dataclass
+class OperatorConfig(TrainLoopConfig):
+    width: int = 128
+    blocks: int = 4
+    kernel_size: int = 5
+    unroll_steps: int = 4  # pushforward horizon; 1 disables the unrolled loss
+    unroll_weight: float = 1.0
+
+
+@dataclass
+class DiffusionConfig(TrainLoopConfig):
+    width: int = 128
+    blocks: int = 4
+    kernel_size: int = 5
+    sigma_min: float = 0.002  # noise levels in units of the normalised residual (EDM)
+    sigma_max: float = 10.0
+    rho: float = 7.0
+    p_mean: float = -1.2  # log-normal training noise distribution
+    p_std: float = 1.2
+    sample_steps: int = 8  # Heun steps at evaluation (2*steps - 1 network evaluations)
+    ema_decay: float = 0.999
+
+
+@dataclass
+class DistillConfig(TrainLoopConfig):
+    num_scales: int = 18  # N: teacher's discretised noise schedule
+    target_ema: float = 0.95  # mu: EMA of the target network
+    student_steps: list[int] = field(default_factory=lambda: [1, 2])
+    mid_sigma: float = 0.8  # noise level re-injected before the second student step
+
+
+@dataclass
+class FNOConfig(TrainLoopConfig):
+    """Physical-space FNO baseline, trained in the evaluate stage on the same data and step budget."""
+
+    modes: int = 16
+    width: int = 64
+    layers: int = 4
+    unroll_steps: int = 4
+
+
+@dataclass
+class EvaluateConfig:
+    rollout_steps: int = 40  # PDEBench 41-frame protocol: frame 0 plus 40 predicted
+    corr_thresholds: list[float] = field(default_factory=lambda: [0.8, 0.9, 0.95])
+    batch_size: int = 64
+    plots: bool = True
+    seed: int = 1234  # noise of the diffusion samplers at evaluation
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool | None = None  # None: on for CUDA, off on CPU
+    compile: bool | None = None  # None: on for CUDA, off on CPU
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
+    status_every_s: float = 5.0
+
+
+@dataclass
+class WandbConfig:
+    project: str = "universal-simulator"
+    entity: str | None = None
+
+
+@dataclass
+class Config:
+    name: str = "burgers32"
+    seed: int = 0
+    stages: list[str] = field(default_factory=lambda: list(STAGES))  # what `all` runs, in order
+    data: DataConfig = field(default_factory=DataConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    operator: OperatorConfig = field(default_factory=OperatorConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    fno: FNOConfig = field(default_factory=FNOConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads 1e-3 as a float (YAML 1.2 rule), not as a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def _construct_number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | float:
+    text = loader.construct_scalar(node)
+    try:
+        return int(text)
+    except ValueError:
+        return float(yaml.SafeLoader.construct_yaml_float(loader, node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_number)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config; errors name the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    cfg = _build(Config, raw, prefix="")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Checks of values (not types) that would otherwise fail hours into a run."""
+    bad = [stage for stage in cfg.stages if stage not in STAGES]
+    if bad:
+        raise ConfigError(f"stages: unknown stage(s) {bad}; valid stages: {', '.join(STAGES)}")
+    for section in ("autoencoder", "operator", "diffusion", "distill", "fno"):
+        loop: TrainLoopConfig = getattr(cfg, section)
+        for key in ("steps", "batch_size", "ckpt_every", "log_every"):
+            if getattr(loop, key) < 1:
+                raise ConfigError(f"{section}.{key}: must be >= 1, got {getattr(loop, key)}")
+        if loop.lr <= 0:
+            raise ConfigError(f"{section}.lr: must be > 0, got {loop.lr}")
+    for key in ("t_stride", "x_stride"):
+        if getattr(cfg.data, key) < 1:
+            raise ConfigError(f"data.{key}: must be >= 1, got {getattr(cfg.data, key)}")
+    for split in ("train", "val", "test"):
+        if not getattr(cfg.data, split):
+            raise ConfigError(f"data.{split}: needs at least one file name")
+    if cfg.runtime.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"runtime.device: expected one of auto, cpu, cuda, got {cfg.runtime.device!r}")
+    if not 0 < cfg.diffusion.sigma_min < cfg.diffusion.sigma_max:
+        raise ConfigError("diffusion.sigma_min/sigma_max: need 0 < sigma_min < sigma_max")
+    if cfg.diffusion.sample_steps < 1 or cfg.distill.num_scales < 2:
+        raise ConfigError("diffusion.sample_steps must be >= 1 and distill.num_scales >= 2")
+    bad_steps = [s for s in cfg.distill.student_steps if s not in (1, 2)]
+    if bad_steps:
+        raise ConfigError(f"distill.student_steps: allowed values are 1 and 2, got {bad_steps}")
+    if not cfg.diffusion.sigma_min < cfg.distill.mid_sigma < cfg.diffusion.sigma_max:
+        raise ConfigError("distill.mid_sigma: must lie between diffusion.sigma_min and diffusion.sigma_max")
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; allowed in {where}: {', '.join(sorted(names))}")
+    values = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in raw.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value if value is not None else {}, prefix=f"{key}.")
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        inner = [opt for opt in options if opt is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (type(value) is not hint):
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {type(value).__name__} ({value!r})")
+    return value
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; used to name the keys two configs differ in."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

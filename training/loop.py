@@ -1,0 +1,170 @@
+"""The optimisation loop every trained stage shares: resume, DDP, autocast, progress, checkpoints.
+
+A stage hands over its trainable model and a loss closure `loss_fn(model, draw) -> scalar`; the loop
+owns the optimiser (AdamW), the warmup+cosine schedule, gradient clipping, checkpointing every
+`ckpt_every` steps (last.pt) and at the end (final.pt), and resuming from whichever exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from training.config import TrainLoopConfig
+from training.context import StageContext
+from training.runtime import rng_state, set_rng_state
+from training.schedule import BatchDraw, lr_factor
+
+LossFn = Callable[[nn.Module, BatchDraw], torch.Tensor]
+
+
+@dataclass
+class LoopOutcome:
+    uid: str  # identity of the final checkpoint; keys caches and downstream stages
+    steps: int
+    first_loss: float | None
+    final_loss: float | None
+    wall_s: float
+    samples_per_s: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+    resumed_from: int = 0
+
+
+@dataclass
+class TrainSpec:
+    """What a stage trains: `name` is the checkpoint file prefix inside `checkpoints/<folder>/`."""
+
+    stage: str  # stage whose log, status and TRAIN_FAIL_AT_STAGE hook apply
+    kind: str  # config sections that must match on resume (see checkpoint.CONFIG_SECTIONS)
+    loop: TrainLoopConfig
+    model: nn.Module
+    loss_fn: LossFn
+    folder: str = ""
+    name: str = ""
+    aux_modules: dict[str, nn.Module] = field(default_factory=dict)  # saved too, e.g. EMA copies
+    after_step: Callable[[], None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # saved in the checkpoint
+    upstream: dict[str, str] = field(default_factory=dict)
+    seed_salt: int = 0
+
+
+def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
+    runtime, tracker, loop = ctx.runtime, ctx.tracker, spec.loop
+    folder = spec.folder or spec.stage
+    prefix = f"{spec.name}_" if spec.name else ""
+    final_name, last_name = f"{prefix}final.pt", f"{prefix}last.pt"
+    modules = {"model": spec.model, **spec.aux_modules}
+    optimizer = torch.optim.AdamW(spec.model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, loop))
+
+    if ctx.checkpoints.exists(folder, final_name):
+        payload = ctx.checkpoints.load(folder, final_name, config=ctx.config_dict, kind=spec.kind)
+        _restore_modules(modules, payload)
+        tracker.line(f"[{spec.stage}] {folder}/{final_name} exists: reusing it (step {payload['step']})")
+        return LoopOutcome(uid=payload["uid"], steps=payload["step"], first_loss=payload["first_loss"],
+                           final_loss=payload["final_loss"], wall_s=0.0, samples_per_s=None,
+                           extra=payload.get("extra", {}), resumed_from=payload["step"])
+    start, first_loss = 0, None
+    if ctx.checkpoints.exists(folder, last_name):
+        payload = ctx.checkpoints.load(folder, last_name, config=ctx.config_dict, kind=spec.kind)
+        _restore_modules(modules, payload)
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        set_rng_state(payload["rng"])
+        start, first_loss = payload["step"], payload["first_loss"]
+        tracker.line(f"[{spec.stage}] resuming {folder}/{last_name} at step {start}/{loop.steps}")
+
+    wrapped: nn.Module = spec.model
+    if runtime.distributed:
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        wrapped = DistributedDataParallel(spec.model, device_ids=device_ids)
+    wrapped = runtime.maybe_compile(wrapped)
+
+    def payload_at(step: int, final: bool, final_loss: float | None) -> dict[str, Any]:
+        return {
+            "stage": spec.stage, "kind": spec.kind, "step": step, "final": final,
+            "models": {key: tensor_state(module) for key, module in modules.items()},
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+            "config": ctx.config_dict, "uid": weights_digest(spec.model) if final else "", "upstream": spec.upstream,
+            "extra": spec.extra, "first_loss": first_loss, "final_loss": final_loss,
+        }
+
+    fail_step = max(loop.steps // 2, 1)
+    window_loss = torch.zeros((), device=runtime.device)
+    window_steps, window_start, loop_start = 0, time.perf_counter(), time.perf_counter()
+    last_loss: float | None = None
+    spec.model.train()
+    for step in range(start, loop.steps):
+        draw = BatchDraw(ctx.cfg.seed + spec.seed_salt, step, loop.batch_size, runtime.rank,
+                         runtime.world_size, runtime.device)
+        with runtime.autocast():
+            loss = spec.loss_fn(wrapped, draw)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if loop.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(spec.model.parameters(), loop.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        if spec.after_step is not None:
+            spec.after_step()
+        window_loss += loss.detach().float()
+        window_steps += 1
+        done = step + 1
+        if done % loop.log_every == 0 or done == loop.steps or done == start + 1:
+            last_loss = (window_loss / window_steps).item()  # note: a CPU-GPU sync point, once per window
+            first_loss = last_loss if first_loss is None else first_loss
+            elapsed = max(time.perf_counter() - window_start, 1e-9)
+            steps_per_s = window_steps / elapsed
+            samples_per_s = steps_per_s * loop.batch_size
+            tracker.progress(spec.stage, done, loop.steps, last_loss, samples_per_s=samples_per_s,
+                             steps_per_s=steps_per_s, print_line=True)
+            tracker.log_metrics({f"{spec.stage}/{spec.name or 'train'}_loss": last_loss,
+                                 f"{spec.stage}/lr": scheduler.get_last_lr()[0], f"{spec.stage}/step": done})
+            window_loss.zero_()
+            window_steps, window_start = 0, time.perf_counter()
+        if done % loop.ckpt_every == 0 and done < loop.steps:
+            ctx.checkpoints.save(folder, last_name, payload_at(done, False, last_loss))
+        if done == fail_step and done < loop.steps:
+            ctx.maybe_fail(spec.stage, f"at step {done}/{loop.steps} of {folder}/{prefix or 'model'}")
+    wall = time.perf_counter() - loop_start
+    trained = loop.steps - start
+    payload = payload_at(loop.steps, True, last_loss)
+    ctx.checkpoints.save(folder, final_name, payload)
+    ctx.checkpoints.write_marker(folder, final_name.replace(".pt", ".json"),
+                                 {"uid": payload["uid"], "upstream": spec.upstream, "step": loop.steps})
+    ctx.checkpoints.remove(folder, last_name)
+    runtime.barrier()
+    return LoopOutcome(uid=payload["uid"], steps=loop.steps, first_loss=first_loss, final_loss=last_loss,
+                       wall_s=wall, samples_per_s=(trained * loop.batch_size / wall) if trained else None,
+                       extra=spec.extra, resumed_from=start)
+
+
+def _restore_modules(modules: dict[str, nn.Module], payload: dict[str, Any]) -> None:
+    for key, module in modules.items():
+        module.load_state_dict(payload["models"][key])
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 of the weights: the same on every DDP rank, and it changes whenever the model is retrained."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        if not isinstance(tensor, torch.Tensor):  # neuralop adds a metadata dict to its state dict
+            continue
+        digest.update(key.encode())
+        if tensor.is_complex():  # FNO spectral weights
+            tensor = torch.view_as_real(tensor)
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def tensor_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """state_dict without non-tensor entries (neuralop stores its constructor arguments, functions
+    included, which would force an unsafe torch.load)."""
+    return {key: value for key, value in module.state_dict().items() if isinstance(value, torch.Tensor)}

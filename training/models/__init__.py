@@ -1,0 +1,1 @@
+"""Neural networks of the pipeline, named after the papers they come from."""

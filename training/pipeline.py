@@ -1,0 +1,181 @@
+"""Runs stages in order: validates everything first, skips finished stages, reports status and failure.
+
+Contract with the supervisor: exactly one `PIPELINE STARTED run=... stages=... wandb=...` line at
+start, `PIPELINE FINISHED ok` or `PIPELINE FAILED stage=<stage>: <message>` at the end (non-zero exit
+on failure), and `<run-dir>/status.json` kept current. These lines go to stdout and the stage log; the
+supervisor keeps stdout in logs/pipeline.log (so we never write that file ourselves). Failures before the first stage (config, data
+files, runtime) report `stage=setup`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.checkpoint_store import CheckpointStore, remote_from_env
+from training.config import STAGES, Config, ConfigError, load_config
+from training.context import StageContext, StageResult
+from training.datafiles import plan_data
+from training.paths import RunPaths, atomic_write_json
+from training.runtime import Runtime, seed_everything, setup_runtime, teardown_runtime
+from training.tracking import Tracker
+from training.wandb_run import WandbRun
+
+# Upstream stages whose final checkpoints a stage's result depends on (cache checks its own key).
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "autoencoder": (),
+    "operator": ("autoencoder",),
+    "diffusion": ("autoencoder", "operator"),
+    "distill": ("autoencoder", "operator", "diffusion"),
+    "evaluate": ("autoencoder", "operator", "diffusion", "distill"),
+}
+SETUP = "setup"
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    config_path: Path
+    stage: str  # a stage name or "all"
+    run_dir: Path
+    data_dir: Path
+    run_name: str | None = None  # None: the config's name
+    reset_cache: bool = True
+    fail_at: str | None = None  # TRAIN_FAIL_AT_STAGE test hook
+
+
+def stage_module(stage: str):
+    """The module implementing `stage` (each exposes run(ctx) -> StageResult)."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGES)} (or all)")
+    return importlib.import_module(f"training.stages.{stage}")
+
+
+def planned_stages(cfg: Config, stage: str) -> list[str]:
+    if stage == "all":
+        return list(cfg.stages)
+    stage_module(stage)  # validates the name
+    return [stage]
+
+
+def final_marker(store: CheckpointStore, stage: str) -> dict | None:
+    if not store.exists(stage, "final.pt"):
+        return None
+    return store.read_marker(stage, "final.json")
+
+
+def is_finished(store: CheckpointStore, stage: str) -> tuple[bool, str]:
+    """(finished, why not): finished means a final checkpoint made from the current upstream results."""
+    if stage == "cache":
+        return False, "the cache stage checks its own key"
+    marker = final_marker(store, stage)
+    if marker is None:
+        return False, "no final checkpoint"
+    for upstream in UPSTREAM[stage]:
+        current = final_marker(store, upstream)
+        if current is None or marker["upstream"].get(upstream) != current["uid"]:
+            return False, f"{upstream} changed since it was made"
+    return True, ""
+
+
+def run_pipeline(options: PipelineOptions) -> int:
+    """Returns the process exit code: 0 on success, 1 on a failed stage, 2 on a setup error."""
+    current = SETUP
+    tracker: Tracker | None = None
+    runtime: Runtime | None = None
+    paths = RunPaths(run_dir=options.run_dir, data_dir=options.data_dir)
+    run_name = options.run_name or "unnamed"
+    try:
+        cfg = load_config(options.config_path)
+        run_name = options.run_name or cfg.name
+        stages = planned_stages(cfg, options.stage)
+        if options.fail_at is not None and options.fail_at not in STAGES:
+            raise ConfigError(f"TRAIN_FAIL_AT_STAGE={options.fail_at!r}: valid stages: {', '.join(STAGES)}")
+        runtime = setup_runtime(cfg.runtime)
+        if runtime.is_main:
+            paths.make()
+        wandb = (WandbRun.start(run_name=run_name, project=cfg.wandb.project, entity=cfg.wandb.entity,
+                                run_dir=paths.run_dir, config=cfg.to_dict())
+                 if runtime.is_main else WandbRun.disabled())
+        tracker = Tracker(paths, run_name, is_main=runtime.is_main, wandb=wandb,
+                          status_every_s=cfg.runtime.status_every_s)
+        tracker.start_stage(stages[0])
+        tracker.line(f"PIPELINE STARTED run={run_name} stages={','.join(stages)} wandb={wandb.url}")
+        data = plan_data(cfg, paths.data_dir)  # every data file checked before any training
+        store = CheckpointStore(paths, run_name, is_main=runtime.is_main, remote=remote_from_env(),
+                                log=tracker.line)
+        store.fetch_missing([*STAGES])
+        runtime.barrier()
+        ctx = StageContext(cfg=cfg, paths=paths, runtime=runtime, tracker=tracker, checkpoints=store, data=data,
+                           reset_cache=options.reset_cache, fail_at=options.fail_at)
+        results: list[StageResult] = []
+        for stage in stages:
+            current = stage
+            tracker.start_stage(stage)
+            results.append(_run_stage(ctx, stage, explicit=options.stage != "all"))
+        _write_summary(paths, run_name, results, runtime)
+        tracker.line("PIPELINE FINISHED ok")
+        tracker.close("done")
+        return 0
+    except Exception as exc:  # the supervisor needs one line and an exit code whatever went wrong
+        message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        line = f"PIPELINE FAILED stage={current}: {message}"
+        if tracker is None:
+            print(line, flush=True)
+            _write_failed_status(paths, run_name, current, message)
+        else:
+            tracker.line(traceback.format_exc().rstrip())
+            tracker.line(line)
+            tracker.close("failed", error=message)
+        return 2 if current == SETUP else 1
+    finally:
+        if runtime is not None:
+            teardown_runtime(runtime)
+
+
+def _run_stage(ctx: StageContext, stage: str, *, explicit: bool) -> StageResult:
+    store, tracker = ctx.checkpoints, ctx.tracker
+    finished, why = is_finished(store, stage)
+    if finished and not explicit:
+        tracker.line(f"[{stage}] finished earlier (final checkpoint matches its inputs): skipped")
+        return StageResult(stage, skipped=True)
+    if finished and explicit:
+        tracker.line(f"[{stage}] finished earlier; asked explicitly: running it again")
+        store.remove(stage, "final.pt")
+        store.remove(stage, "final.json")
+    elif stage != "cache" and store.exists(stage, "final.pt"):
+        tracker.line(f"[{stage}] final checkpoint is stale ({why}): training again")
+        store.remove(stage, "final.pt")
+        store.remove(stage, "final.json")
+    ctx.runtime.barrier()
+    seed_everything(ctx.cfg.seed)
+    started = time.perf_counter()
+    result = stage_module(stage).run(ctx)
+    result.wall_s = result.wall_s or (time.perf_counter() - started)
+    tracker.line(f"[{stage}] done in {time.perf_counter() - started:.1f} s")
+    tracker.log_metrics({f"{stage}/{key}": value for key, value in result.metrics.items()
+                         if isinstance(value, int | float)})
+    return result
+
+
+def _write_summary(paths: RunPaths, run_name: str, results: list[StageResult], runtime: Runtime) -> None:
+    if not runtime.is_main:
+        return
+    atomic_write_json(paths.metrics / "stages.json", {
+        "run_name": run_name,
+        "stages": {r.stage: {"skipped": r.skipped, "steps": r.steps, "wall_s": round(r.wall_s, 2),
+                             "samples_per_s": r.samples_per_s, "metrics": r.metrics} for r in results},
+    })
+
+
+def _write_failed_status(paths: RunPaths, run_name: str, stage: str, message: str) -> None:
+    """Setup failed before the tracker existed: still leave a status.json for the supervisor."""
+    with contextlib.suppress(OSError):  # an unwritable run dir must not hide the real error
+        atomic_write_json(paths.status, {
+            "run_name": run_name, "stage": stage, "step": 0, "total_steps": 0, "loss": None,
+            "samples_per_s": None, "eta_s": None, "state": "failed", "error": message, "wandb_url": None,
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        })

@@ -1,0 +1,71 @@
+"""Stage 3: the latent time stepper, trained on the cache with a one-step plus pushforward loss.
+
+Pushforward (Brandstetter et al. 2022): roll the operator K-1 steps without gradient from a true state,
+then train the K-th step against the true z_{t+K}, so it learns to correct its own drift.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from training.context import StageContext, StageResult
+from training.datafiles import load_split
+from training.loop import TrainSpec, train
+from training.metrics import nrmse
+from training.models.operator import LatentStepper
+from training.schedule import BatchDraw
+from training.stages.upstream import load_autoencoder, load_latents
+from training.surrogates import LatentSurrogate
+
+STAGE = "operator"
+
+
+def run(ctx: StageContext) -> StageResult:
+    cfg, device = ctx.cfg, ctx.runtime.device
+    autoencoder = load_autoencoder(ctx)
+    latents = load_latents(ctx, autoencoder.uid)
+    z = latents["train"]
+    model = LatentStepper(z.shape[2], cfg.operator)
+    model.set_stats(z.mean(dim=(0, 1, 3)), z.std(dim=(0, 1, 3)))
+    model.to(device)
+    zn = model.normalise(z.to(device))
+    samples, frames = zn.shape[:2]
+    unroll = cfg.operator.unroll_steps
+    starts = frames - unroll
+
+    def loss_fn(net: torch.nn.Module, draw: BatchDraw) -> torch.Tensor:
+        flat = draw.randint(samples * starts).to(device)
+        n, t = flat // starts, flat % starts
+        x = zn[n, t]
+        if unroll == 1:
+            return ((net(x) - zn[n, t + 1]) ** 2).mean()
+        with torch.no_grad():
+            y = x
+            for _ in range(unroll - 1):
+                y = net(y)
+        # one forward for both terms: DDP expects a single forward per backward
+        one, far = net(torch.cat([x, y])).chunk(2)
+        return ((one - zn[n, t + 1]) ** 2).mean() + cfg.operator.unroll_weight * ((far - zn[n, t + unroll]) ** 2).mean()
+
+    spec = TrainSpec(stage=STAGE, kind=STAGE, loop=cfg.operator, model=model, loss_fn=loss_fn,
+                     upstream={"autoencoder": autoencoder.uid}, seed_salt=3)
+    outcome = train(ctx, spec)
+    model.eval()
+    surrogate = LatentSurrogate(STAGE, autoencoder.model, model)
+    val_u = load_split(cfg, ctx.data, "val").u
+    one_step = one_step_nrmse(surrogate, val_u, device, cfg.evaluate.batch_size)
+    ctx.tracker.line(f"[{STAGE}] one-step nRMSE (val, physical space) {one_step:.4e}")
+    ctx.tracker.log_metrics({f"{STAGE}/one_step_nrmse_val": one_step})
+    metrics = {"one_step_nrmse_val": one_step, "final_loss": outcome.final_loss, "first_loss": outcome.first_loss}
+    return StageResult(STAGE, metrics, steps=outcome.steps, wall_s=outcome.wall_s,
+                       samples_per_s=outcome.samples_per_s)
+
+
+@torch.no_grad()
+def one_step_nrmse(surrogate, u: torch.Tensor, device: torch.device, batch_size: int) -> float:
+    """Mean nRMSE of u_{t+1} predicted from the true u_t, over all trajectories and times of u [N, T, X]."""
+    inputs = u[:, :-1].reshape(-1, u.shape[-1])
+    targets = u[:, 1:].reshape(-1, u.shape[-1])
+    preds = torch.cat([surrogate.one_step(inputs[i : i + batch_size].to(device)).cpu()
+                       for i in range(0, inputs.shape[0], batch_size)])
+    return float(nrmse(preds, targets))
