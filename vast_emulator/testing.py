@@ -92,11 +92,13 @@ class EmulatorHandle:
 
     def launch(self, gpu_name: str = "RTX 4090", **body: Any) -> int:
         """Create an instance on the cheapest available offer of ``gpu_name``; returns its id."""
-        offers = self.search({"gpu_name": {"eq": gpu_name}, "num_gpus": {"eq": "1"}})
-        if not offers:
-            raise EmulatorError(f"no available offer of {gpu_name}")
         create = {"image": "vastai/pytorch", "disk": 16.0, "runtype": "ssh_direc ssh_proxy", **body}
-        return self._ok(self.api("PUT", f"/api/v0/asks/{offers[0]['id']}/", json=create))["new_contract"]
+        for offer in self.search({"gpu_name": {"eq": gpu_name}, "num_gpus": {"eq": "1"}}):
+            response = self.api("PUT", f"/api/v0/asks/{offer['id']}/", json=create)
+            if response.status_code in (404, 410) and "no_such_ask" in response.text:
+                continue  # someone rented it between search and create: take the next one, as clients must
+            return self._ok(response)["new_contract"]
+        raise EmulatorError(f"no available offer of {gpu_name}")
 
     def instance(self, instance_id: int) -> dict[str, Any] | None:
         return self._ok(self.api("GET", f"/api/v0/instances/{instance_id}/?owner=me"))["instances"]
