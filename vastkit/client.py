@@ -65,8 +65,11 @@ class VastAPI:
             except (VastAPIError, requests.exceptions.RequestException) as exc:
                 if not is_transient(exc, idempotent=idempotent):
                     raise _sanitize(exc) from None
-                response = getattr(exc, "response", None)
-                delay = self.retry.delay(attempt, retry_after_seconds(response))
+                if isinstance(exc, VastAPIError):
+                    retry_after = exc.retry_after
+                else:
+                    retry_after = retry_after_seconds(getattr(exc, "response", None))
+                delay = self.retry.delay(attempt, retry_after)
                 if delay is None:
                     raise _sanitize(exc) from None
                 log.info("Vast API transient failure (%s); retry %d in %.2fs", _short(exc), attempt + 1, delay)

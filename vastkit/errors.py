@@ -14,8 +14,10 @@ class VastAPIError(Exception):
     so that it is safe to print, log and return from an Ansible module.
     """
 
-    def __init__(self, status: int | None, error: str | None, msg: str, *, method: str = "", path: str = ""):
+    def __init__(self, status: int | None, error: str | None, msg: str, *, method: str = "", path: str = "",
+                 retry_after: float | None = None):
         self.status = status
+        self.retry_after = retry_after
         self.error = error
         self.msg = msg
         self.method = method
@@ -56,7 +58,11 @@ class VastAPIError(Exception):
         if not msg:
             text = (response.text or "").strip()
             msg = text[:300] if text and not text.lstrip().startswith("<") else response.reason or "no detail"
-        return cls(response.status_code, error, str(msg), method=method, path=path)
+        try:
+            retry_after = max(0.0, float(response.headers["Retry-After"]))
+        except (KeyError, TypeError, ValueError):
+            retry_after = None
+        return cls(response.status_code, error, str(msg), method=method, path=path, retry_after=retry_after)
 
 
 class VastConfigError(ValueError):
