@@ -26,6 +26,7 @@ CONFIG_SECTIONS: dict[str, tuple[str, ...]] = {
     "diffusion": ("seed", "data", "autoencoder", "operator", "diffusion"),
     "distill": ("seed", "data", "autoencoder", "operator", "diffusion", "distill"),
     "fno": ("seed", "data", "fno"),
+    "evaluate": ("seed", "data", "autoencoder", "operator", "diffusion", "distill", "fno", "evaluate"),
 }
 _FREE_KEYS = ("ckpt_every", "log_every", "max_eval_samples")
 

@@ -117,18 +117,20 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
         window_loss += loss.detach().float()
         window_steps += 1
         done = step + 1
-        if done % loop.log_every == 0 or done == loop.steps or done == start + 1:
+        if done % loop.log_every == 0 or done == loop.steps:
             last_loss = (window_loss / window_steps).item()  # note: a CPU-GPU sync point, once per window
             first_loss = last_loss if first_loss is None else first_loss
             elapsed = max(time.perf_counter() - window_start, 1e-9)
             steps_per_s = window_steps / elapsed
-            samples_per_s = steps_per_s * loop.batch_size
-            tracker.progress(spec.stage, done, loop.steps, last_loss, samples_per_s=samples_per_s,
+            tracker.progress(spec.stage, done, loop.steps, last_loss, samples_per_s=steps_per_s * loop.batch_size,
                              steps_per_s=steps_per_s, print_line=True)
             tracker.log_metrics({f"{spec.stage}/{spec.name or 'train'}_loss": last_loss,
                                  f"{spec.stage}/lr": scheduler.get_last_lr()[0], f"{spec.stage}/step": done})
             window_loss.zero_()
             window_steps, window_start = 0, time.perf_counter()
+        elif done == start + 1:  # an early line, so a person sees the stage move (first step includes warm-up)
+            tracker.progress(spec.stage, done, loop.steps, loss.item(), samples_per_s=None, steps_per_s=None,
+                             print_line=True)
         if done % loop.ckpt_every == 0 and done < loop.steps:
             ctx.checkpoints.save(folder, last_name, payload_at(done, False, last_loss))
         if done == fail_step and done < loop.steps:
@@ -138,7 +140,8 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
     payload = payload_at(loop.steps, True, last_loss)
     ctx.checkpoints.save(folder, final_name, payload)
     ctx.checkpoints.write_marker(folder, final_name.replace(".pt", ".json"),
-                                 {"uid": payload["uid"], "upstream": spec.upstream, "step": loop.steps})
+                                 {"uid": payload["uid"], "upstream": spec.upstream, "step": loop.steps,
+                                  "config": ctx.config_dict})
     ctx.checkpoints.remove(folder, last_name)
     runtime.barrier()
     return LoopOutcome(uid=payload["uid"], steps=loop.steps, first_loss=first_loss, final_loss=last_loss,

@@ -16,6 +16,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.checkpoint import CheckpointError, config_differences
 from training.checkpoint_store import CheckpointStore, remote_from_env
 from training.config import STAGES, Config, ConfigError, load_config
 from training.context import StageContext, StageResult
@@ -67,13 +68,24 @@ def final_marker(store: CheckpointStore, stage: str) -> dict | None:
     return store.read_marker(stage, "final.json")
 
 
-def is_finished(store: CheckpointStore, stage: str) -> tuple[bool, str]:
-    """(finished, why not): finished means a final checkpoint made from the current upstream results."""
+def is_finished(store: CheckpointStore, stage: str, config: dict) -> tuple[bool, str]:
+    """(finished, why not): finished means a final checkpoint made from the current upstream results.
+
+    A final checkpoint made with another config is an error, not a reason to retrain silently.
+    """
     if stage == "cache":
         return False, "the cache stage checks its own key"
     marker = final_marker(store, stage)
     if marker is None:
         return False, "no final checkpoint"
+    differences = config_differences(marker.get("config", {}), config, stage)
+    if differences and stage == "evaluate":  # cheap to redo: new evaluation settings just re-run it
+        return False, "evaluation settings changed"
+    if differences:
+        raise CheckpointError(
+            f"{store.path(stage, 'final.pt')}: made with another config; differing keys: {'; '.join(differences[:8])}. "
+            "Use the config it was made with, or a fresh --run-dir (or TRAIN_RUN_NAME) for this config."
+        )
     for upstream in UPSTREAM[stage]:
         current = final_marker(store, upstream)
         if current is None or marker["upstream"].get(upstream) != current["uid"]:
@@ -104,6 +116,8 @@ def run_pipeline(options: PipelineOptions) -> int:
                           status_every_s=cfg.runtime.status_every_s)
         tracker.start_stage(stages[0])
         tracker.line(f"PIPELINE STARTED run={run_name} stages={','.join(stages)} wandb={wandb.url}")
+        tracker.line(f"runtime: device={runtime.device.type} world_size={runtime.world_size} bf16={runtime.bf16} "
+                     f"compile={runtime.compile}")
         data = plan_data(cfg, paths.data_dir)  # every data file checked before any training
         store = CheckpointStore(paths, run_name, is_main=runtime.is_main, remote=remote_from_env(),
                                 log=tracker.line)
@@ -138,7 +152,7 @@ def run_pipeline(options: PipelineOptions) -> int:
 
 def _run_stage(ctx: StageContext, stage: str, *, explicit: bool) -> StageResult:
     store, tracker = ctx.checkpoints, ctx.tracker
-    finished, why = is_finished(store, stage)
+    finished, why = is_finished(store, stage, ctx.config_dict)
     if finished and not explicit:
         tracker.line(f"[{stage}] finished earlier (final checkpoint matches its inputs): skipped")
         return StageResult(stage, skipped=True)
