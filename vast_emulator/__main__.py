@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--uv-cache",
         type=Path,
-        default=Path.home() / ".cache" / "uv",
+        default=Path(os.environ.get("UV_CACHE_DIR") or Path.home() / ".cache" / "uv"),
         help="host uv cache bound into instances at /root/.cache/uv (the emulator's layer cache); '' disables",
     )
     args = parser.parse_args(argv)

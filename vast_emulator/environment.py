@@ -41,7 +41,8 @@ def instance_environment(
     api_url: str,
 ) -> dict[str, str]:
     """Image defaults < account env-vars < create ``-e`` entries < what Vast always sets for the container."""
-    env: dict[str, str] = {k: v for k, v in os.environ.items() if PASSTHROUGH.match(k)}
+    # UV_CACHE_DIR stays out: inside, the cache is the bind at /root/.cache/uv.
+    env: dict[str, str] = {k: v for k, v in os.environ.items() if PASSTHROUGH.match(k) and k != "UV_CACHE_DIR"}
     env.update(
         {
             "HOME": "/root",

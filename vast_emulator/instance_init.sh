@@ -19,9 +19,13 @@ if [ -n "${VE_UV_CACHE:-}" ]; then
 fi
 mount --rbind "$d/home" /root
 mount --bind "$d/tmp" /tmp
+if [ -d "$VE_STATE_DIR" ]; then
+  # The emulator's own files (other instances' keys and disks) are none of this instance's business.
+  mount -t tmpfs -o size=64k,mode=700 tmpfs "$VE_STATE_DIR"
+fi
 
 ssh_delay="${VE_SSH_DELAY:-0}"
-unset VE_INSTANCE_DIR VE_BASE_VENV VE_UV_CACHE VE_SSH_DELAY
+unset VE_INSTANCE_DIR VE_STATE_DIR VE_BASE_VENV VE_UV_CACHE VE_SSH_DELAY
 cd /root
 
 (

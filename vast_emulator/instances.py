@@ -563,11 +563,14 @@ class InstanceManager:
         self._closing.set()
         with self.store.lock:
             timers = list(self._timers)
-            ids = list(self._procs)
+            ids = set(self._procs) | set(self.store.data.instances)
         for timer in timers:
             timer.cancel()
         for instance_id in ids:
-            self._kill(instance_id)
+            # A boot in flight holds this lock; once it is ours, that boot has launched (we kill it) or seen
+            # the closing flag (it launches nothing).
+            with self._op_lock(instance_id):
+                self._kill(instance_id)
         with self.store.lock:
             self.store.save()
 

@@ -119,6 +119,7 @@ def launch(spec: LaunchSpec) -> subprocess.Popen:
     env.update(
         {
             "VE_INSTANCE_DIR": str(spec.instance_dir),
+            "VE_STATE_DIR": str(spec.instance_dir.parent.parent),
             "VE_BASE_VENV": str(spec.base_venv),
             "VE_SSH_DELAY": f"{spec.ssh_delay_s:g}",
             "VE_UV_CACHE": str(spec.uv_cache) if spec.uv_cache else "",

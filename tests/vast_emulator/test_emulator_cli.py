@@ -63,13 +63,24 @@ def test_cli_checklist(vastai, emulator, ssh_keypair):
     attached = emulator.api("GET", f"/api/v0/instances/{instance_id}/ssh/").json()["ssh_keys"]
     assert extra_key in [k["key"] for k in attached]
 
+    table = vastai("show", "instances")  # the non-raw table also asks GET /api/v0/instances/filters/
+    assert "cli-run2" in table.stdout
+    assert [e["status"] for e in emulator.requests(since) if e["path"] == "/api/v0/instances/filters/"][-1] == 200
+
+    # The instance's own key (CONTAINER_API_KEY) through the CLI: other instances are off limits.
+    scoped = vastai("--api-key", created["instance_api_key"], "show", "instance", str(instance_id + 10_000), "--raw")
+    assert json.loads(scoped.stderr)["status_code"] == 403
+
     user = json.loads(vastai("show", "user", "--raw").stdout)
     assert user["id"] and "api_key" not in user
 
     bad_key = vastai("--api-key", "wrong", "show", "instances", "--raw")
     assert json.loads(bad_key.stderr) == {"error": True, "status_code": 401, "msg": "Invalid user key"}
 
-    assert vastai("destroy", "instance", str(instance_id), "-y", "--raw").stdout.strip() == ""
+    assert vastai("--api-key", created["instance_api_key"], "destroy", "instance", str(instance_id), "-y").stdout.strip() == (
+        f"destroying instance {instance_id}."
+    )
     assert json.loads(vastai("show", "instance", str(instance_id), "--raw").stdout) == {"instances": None}
     destroy_calls = [e for e in emulator.requests(since) if e["method"] == "DELETE" and str(instance_id) in e["path"]]
     assert destroy_calls and destroy_calls[-1]["status"] == 200
+    assert destroy_calls[-1]["caller"] == f"instance:{instance_id}"  # it destroyed itself with its own key

@@ -151,3 +151,20 @@ def test_label_and_state_changes_validate(emulator):
         assert emulator.instance(instance_id)["label"] == "renamed"
     finally:
         emulator.destroy(instance_id)
+
+
+def test_reboot_restarts_processes_and_reruns_onstart(emulator, ssh_keypair):
+    from vast_emulator.testing import connect_ssh, ssh_run
+
+    instance_id = emulator.launch(gpu_name="RTX 3090", onstart="echo boot >> /workspace/boots")
+    try:
+        emulator.wait_status(instance_id)
+        assert emulator.api("PUT", f"/api/v0/instances/reboot/{instance_id}/").json()["success"]
+        client = connect_ssh(emulator.wait_status(instance_id), ssh_keypair.private_key)
+        deadline = time.monotonic() + 5
+        while ssh_run(client, "wc -l < /workspace/boots")[1].strip() != "2" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ssh_run(client, "wc -l < /workspace/boots")[1].strip() == "2"
+        client.close()
+    finally:
+        emulator.destroy(instance_id)

@@ -30,6 +30,8 @@ def test_two_concurrent_instances_are_separate_hosts(emulator, ssh_keypair):
                 status, out, err = ssh_run(
                     client, "cat /workspace/who; ls /tmp | grep only-; tmux ls | wc -l; hostname; ls -A /root/.ssh"
                 )
+                hidden, _, _ = ssh_run(client, f"ls {emulator.state_dir}/instances")
+                assert hidden != 0, "the emulator's state dir is not visible inside an instance"
                 assert status == 0, err
                 outputs[instance_id] = out.split()
             finally:
