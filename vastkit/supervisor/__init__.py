@@ -6,6 +6,6 @@ Everything here runs on the rented machine (or an emulator instance), inside `/v
 - `sync`: the same artifact sync on demand (teardown.yml calls it before destroying);
 - `fetch-data`: the config's data files from the bucket, checksummed, skipping files already valid;
 - `wait-started`: block until the pipeline printed `PIPELINE STARTED` (the train role's readiness check);
-- `requirements`: the project's runtime requirements for the instance (torch left to the image);
+- `install-requirements`: the project's runtime requirements into /venv/main, torch left as the image has it;
 - `rclone`: rclone with the bucket configured from `B2_*` in the environment, never from a file or argv.
 """

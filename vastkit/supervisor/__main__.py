@@ -12,17 +12,21 @@ import os
 import sys
 from pathlib import Path
 
+from vastkit.supervisor.layout import (
+    DEFAULT_CODE_DIR,
+    PIPELINE_LOG,
+    STATE_DIR,
+    SUPERVISOR_LOG,
+    default_policy_path,
+)
 from vastkit.supervisor.policy import PolicyError, load_policy
-from vastkit.supervisor.supervisor import PIPELINE_LOG, default_policy_path
-
-DEFAULT_CODE_DIR = "/workspace/universal_simulator"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (PolicyError, RuntimeError) as exc:  # our errors all say what to do; no traceback for them
+    except (PolicyError, ValueError, RuntimeError) as exc:  # our errors say what to do: no traceback for them
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -31,7 +35,7 @@ def _run(args) -> int:
     from vastkit.supervisor.supervisor import Supervisor
 
     policy = load_policy(args.policy or default_policy_path(args.code_dir))
-    _log_to(policy.code_path / "logs" / "supervisor.log")
+    _log_to(policy.code_path / SUPERVISOR_LOG)
     return Supervisor(policy, environ=os.environ).run()
 
 
@@ -72,10 +76,11 @@ def _check_policy(args) -> int:
     return 0
 
 
-def _requirements(args) -> int:
-    from vastkit.supervisor.requirements import instance_requirements
+def _install_requirements(args) -> int:
+    from vastkit.supervisor.requirements import install_requirements
 
-    print("\n".join(instance_requirements(Path(args.pyproject))))
+    code_dir = Path(args.code_dir)
+    print(json.dumps(install_requirements(code_dir, code_dir / STATE_DIR).to_dict()))
     return 0
 
 
@@ -127,9 +132,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path")
     check.set_defaults(handler=_check_policy)
 
-    reqs = sub.add_parser("requirements", help="print the instance's runtime requirements from pyproject.toml")
-    reqs.add_argument("--pyproject", default="pyproject.toml")
-    reqs.set_defaults(handler=_requirements)
+    reqs = sub.add_parser("install-requirements",
+                          help="install pyproject's runtime requirements (torch pinned to the installed one) and the "
+                               "project itself (editable, no deps) into this interpreter's environment")
+    reqs.set_defaults(handler=_install_requirements)
 
     rclone = sub.add_parser("rclone", help="run rclone with the bucket as remote 'b2:' (config from B2_* env)")
     rclone.add_argument("rclone_args", nargs=argparse.REMAINDER)

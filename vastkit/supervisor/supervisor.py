@@ -17,12 +17,12 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TextIO
 
 from vastkit.supervisor import heartbeat as hb
 from vastkit.supervisor.artifacts import sync_artifacts
 from vastkit.supervisor.budget import Budget
+from vastkit.supervisor.layout import PIPELINE_LOG, STATE_DIR
 from vastkit.supervisor.pipeline import PipelineProcess
 from vastkit.supervisor.policy import SupervisorPolicy
 from vastkit.supervisor.rclone import Bucket, BucketConfigError, RcloneError
@@ -30,8 +30,6 @@ from vastkit.supervisor.selfdestroy import SelfDestroyError, destroy_self
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = ".vastkit"
-PIPELINE_LOG = "logs/pipeline.log"
 # The pipeline never needs the instance's API key: least privilege for code that loads data and checkpoints.
 WITHHELD_FROM_PIPELINE = ("CONTAINER_API_KEY", "VAST_API_KEY")
 
@@ -214,7 +212,3 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-def default_policy_path(code_dir: str | Path) -> Path:
-    return Path(code_dir) / STATE_DIR / "supervisor.json"

@@ -1,0 +1,68 @@
+"""Pack the controller's working tree for `code_source=local`: tracked and untracked files that git does not
+ignore, minus data and run outputs, into a byte-for-byte reproducible .tar.gz.
+
+Reproducible (sorted names, zeroed times and owners, gzip without a timestamp) so that its sha256 names the
+tree's content: the bootstrap role skips the upload when the instance already has that tree.
+
+    python -m tools.packtree --root . --out .cache/vastkit/code-tree.tar.gz   # prints {"path", "sha256", "files"}
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+# Never shipped even when not ignored: they are big, machine-specific, or produced on the instance.
+EXCLUDED_TOP = frozenset({".venv", "venv", "data", "runs", "logs", "checkpoints", ".git", ".cache", "wandb"})
+
+
+def tree_files(root: Path) -> list[str]:
+    """Repo-relative paths of the files to ship, sorted."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True, check=True,
+        ).stdout
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"packtree: {root} is not a git working tree: {exc.stderr.decode().strip()}") from None
+    names = {name for name in out.decode().split("\0") if name}
+    return sorted(n for n in names if n.split("/", 1)[0] not in EXCLUDED_TOP and (root / n).is_file())
+
+
+def pack(root: Path, out: Path) -> dict:
+    files = tree_files(root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in files:
+            info = tar.gettarinfo(str(root / name), arcname=name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            info.mode = 0o755 if info.mode & 0o111 else 0o644
+            if info.isfile():
+                with open(root / name, "rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
+    tmp.replace(out)
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    return {"path": str(out), "sha256": digest, "files": len(files)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.packtree", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    print(json.dumps(pack(args.root.resolve(), args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
