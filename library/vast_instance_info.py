@@ -26,6 +26,11 @@ options:
     description: Only instances whose C(actual_status) is one of these, for example C([running, loading]).
     type: list
     elements: str
+  log_tail:
+    description:
+      - Also fetch the last this many lines of each matching instance's container log (its onstart output)
+        through Vast's logs endpoint, into C(logs). For when SSH is down; at most 10 instances.
+    type: int
   older_than:
     description:
       - Only instances created longer ago than this, as a number and a unit C(s), C(m), C(h) or C(d),
@@ -77,6 +82,10 @@ instance:
   description: The instance, when O(instance_id) was given and it exists.
   returned: when instance_id was given and found
   type: dict
+logs:
+  description: Per instance id, the tail of its container log (with O(log_tail)); an error text when unavailable.
+  returned: when log_tail was given
+  type: dict
 cost_per_hour:
   description: Total USD per hour of the matching instances that are not stopped.
   returned: always
@@ -105,6 +114,14 @@ def parse_age(text: str) -> float:
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
+def container_log(api, instance_id: int, tail: int) -> str:
+    try:
+        text = api.request_logs(instance_id, tail=max(1, tail))
+    except (VastAPIError, TimeoutError) as exc:
+        return f"(no container log: {exc})"
+    return text if isinstance(text, str) else f"(no container log: {text.get('msg', text)})"
+
+
 def main():
     module = AnsibleModule(
         argument_spec=vast_argument_spec(
@@ -113,6 +130,7 @@ def main():
             label_prefix=dict(type="str"),
             status=dict(type="list", elements="str"),
             older_than=dict(type="str"),
+            log_tail=dict(type="int"),
         ),
         supports_check_mode=True,
         mutually_exclusive=[("instance_id", "label"), ("instance_id", "label_prefix")],
@@ -143,6 +161,10 @@ def main():
                                         if i["actual_status"] not in ("stopped", "exited")), 4)
     if p["instance_id"] is not None and instances:
         result["instance"] = instances[0]
+    if p["log_tail"] is not None:
+        if len(instances) > 10:
+            module.fail_json(msg=f"log_tail: {len(instances)} instances match; narrow it to at most 10", **result)
+        result["logs"] = {str(i["id"]): container_log(ctx.api, i["id"], p["log_tail"]) for i in instances}
     module.exit_json(**result)
 
 
