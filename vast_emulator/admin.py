@@ -13,7 +13,7 @@ from .http_types import Request, Response, ok
 from .instances import InstanceManager
 from .store import StateStore
 
-REQUEST_LOG_SIZE = 5000
+REQUEST_LOG_SIZE = 200_000  # callers index it by position; a long session must not roll it over
 
 
 class RequestLog:

@@ -235,7 +235,7 @@ class InstanceManager:
             instance_dir=directory,
             base_venv=self.settings.base_venv,
             env=env,
-            ssh_delay_s=float(rec.faults.get("ssh_refused_s") or 0.0),
+            ssh_delay_s=float(rec.faults.pop("ssh_refused_s", 0.0) or 0.0),  # once: the start it was meant for
             uv_cache=self.settings.uv_cache,
         )
 
