@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -83,7 +84,7 @@ class ObjectStore:
     def __init__(self, settings: StorageSettings) -> None:
         self.settings = settings
         self.bucket = settings.bucket
-        self._client = boto3.client(
+        self._client = _isolated_session().client(
             "s3",
             endpoint_url=settings.endpoint,
             region_name=settings.region,
@@ -230,6 +231,19 @@ class _StorageErrors:
             # `from None`: the chained botocore exception could carry request details.
             raise StorageError(self.store._describe(self.operation, self.key, exc)) from None
         return False
+
+
+def _isolated_session() -> boto3.session.Session:
+    """A boto3 session that ignores ~/.aws files and AWS_PROFILE: credentials come only from B2_*.
+
+    Without this, an AWS_PROFILE naming a profile absent on this machine fails client creation
+    (ProfileNotFound) even though we pass every credential explicitly.
+    """
+    # (name in config file, env var names, default, converter): no env var -> AWS_PROFILE is not read.
+    core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+    core.set_config_variable("config_file", os.devnull)
+    core.set_config_variable("credentials_file", os.devnull)
+    return boto3.session.Session(botocore_session=core)
 
 
 def _join(prefix: str, relative: str) -> str:

@@ -118,3 +118,15 @@ def test_unreachable_endpoint_is_a_storage_error(tmp_path):
     with pytest.raises(StorageError) as info:
         store.exists("k")
     assert "kid-secret" not in str(info.value) and "app-secret" not in str(info.value)
+
+
+def test_ignores_aws_profile_config_files_and_ca_variables(b2_env, tmp_path, monkeypatch):
+    # Users' machines carry AWS_* settings for other accounts; only B2_* may configure the store.
+    monkeypatch.setenv("AWS_PROFILE", "profile-that-does-not-exist")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "wrong-id")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://192.0.2.1:1")
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "no-such-ca.pem"))  # irrelevant for http://
+    store = ObjectStore.from_env(b2_env)
+    store.upload_file(_write(tmp_path / "f.txt", b"payload"), "f.txt")
+    assert store.download_file("f.txt", tmp_path / "g.txt").read_bytes() == b"payload"

@@ -37,9 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="time-step accuracy knob: max h*max|u| (default 1.2e-4, ~1e-11 error at nu=0.01)",
     )
     parser.add_argument("--shard-size", type=_positive_int, default=1000, help="trajectories per file")
-    parser.add_argument("--batch-size", type=_positive_int, default=32, help="trajectories solved together")
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=None,
+        help="trajectories solved together (default 32 on numpy, 512 on a torch device)",
+    )
     parser.add_argument("--workers", type=_positive_int, default=1, help="solver processes (default 1)")
-    parser.add_argument("--device", default=None, help="torch device for the solver (e.g. cuda); default numpy")
+    parser.add_argument(
+        "--device", default="auto",
+        help="'numpy', a torch device such as 'cuda' or 'cpu', or 'auto': cuda if available, else numpy",
+    )
     parser.add_argument("--upload", action="store_true", help="upload shards + manifest to B2 (B2_* env vars)")
     parser.add_argument(
         "--prefix", default=None, help="bucket prefix for --upload (default datasets/burgers1d_nu<nu>_x<res>)"
@@ -74,10 +80,12 @@ def main(argv: list[str]) -> int:
         except StorageConfigError as exc:
             print(f"{parser.prog}: error: {exc}", file=sys.stderr)
             return 2
+    device = resolve_device(args.device)
+    batch_size = args.batch_size or (32 if device is None else 512)
     try:
         results = generate_dataset(
             spec, args.samples, args.out, split=args.split, shard_size=args.shard_size,
-            batch_size=args.batch_size, workers=args.workers, device=args.device, on_shard=_print_shard,
+            batch_size=batch_size, workers=args.workers, device=device, on_shard=_print_shard,
         )
     except (ValueError, DataFileError, OSError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
@@ -98,6 +106,19 @@ def main(argv: list[str]) -> int:
             f"to s3://{store.bucket}/{prefix}/"
         )
     return 0
+
+
+def resolve_device(name: str) -> str | None:
+    """None (numpy) or a torch device name; 'auto' picks cuda when torch sees a GPU."""
+    if name == "numpy":
+        return None
+    if name == "auto":
+        try:
+            import torch
+        except ImportError:
+            return None
+        return "cuda" if torch.cuda.is_available() else None
+    return name
 
 
 def _print_shard(result: ShardResult) -> None:
