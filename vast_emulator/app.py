@@ -12,7 +12,8 @@ from pathlib import Path
 
 from . import base_venv
 from .admin import AdminApi, RequestLog
-from .api import VastApi
+from .api_account import AccountApi
+from .api_instances import InstanceApi
 from .faults import FaultBook, parse_faults
 from .http_server import EmulatorHTTPServer, Frontend
 from .instances import InstanceManager, RuntimeSettings
@@ -72,7 +73,8 @@ class Emulator:
             api_url=lambda: self.url,
         )
         self.manager = InstanceManager(self.store, self.catalogue, self.faults, settings, self.base_ready)
-        self.api = VastApi(self.store, self.catalogue, self.manager, self.key)
+        self.api = InstanceApi(self.store, self.catalogue, self.manager)
+        self.account = AccountApi(self.store, self.key)
         self.admin = AdminApi(self.store, self.manager, self.faults, self.request_log, self.base_ready.is_set)
 
     def start(self) -> str:
@@ -80,7 +82,7 @@ class Emulator:
         if self.config.faults_file:
             for fault in parse_faults(json.loads(Path(self.config.faults_file).read_text())):
                 self.admin.install(fault)
-        routes = build_routes(self.api, self.admin)
+        routes = build_routes(self.api, self.account, self.admin)
         frontend = Frontend(routes, self.key, self.store, self.faults, self.request_log)
         self.server = EmulatorHTTPServer((self.config.host, self.config.port), frontend)
         host, port = self.server.server_address[:2]

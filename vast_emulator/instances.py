@@ -18,21 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from . import runtime
+from .create_request import MAX_LABEL, no_such_ask, validated_create_body
 from .environment import container_env_entries, instance_environment
 from .errors import ApiError, invalid_args, no_such_instance
 from .faults import Fault, FaultBook, instance_fault_state
-from .offers import Catalogue, priced
+from .instance_view import PENDING, public_row
+from .offers import Catalogue
 from .store import InstanceRecord, StateStore
 
 SSH_READY_TIMEOUT_S = 10.0
-MAX_LABEL = 256
-MAX_IMAGE = 1024
-MAX_ONSTART_ARGS = 4096
-MAX_ENV_VALUE = 256
-MAX_ENV_TOTAL = 32768
-MIN_DISK_GB = 8.0
-DEFAULT_IMAGE = "vastai/base-image:@vastai-automatic-tag"
-PENDING = ("created", "loading")
 
 
 @dataclass(frozen=True)
@@ -118,7 +112,7 @@ class InstanceManager:
 
     # ----- create --------------------------------------------------------------------------------------------
     def create(self, offer_id: int, body: dict[str, Any]) -> tuple[int, str]:
-        fields = _validated_create_body(body)
+        fields = validated_create_body(body)
         cancel_unavail = bool(body.get("cancel_unavail"))
         with self.store.lock:
             offer = self.catalogue.offers.get(offer_id)
@@ -126,9 +120,9 @@ class InstanceManager:
             if queued is not None and queued.kind == "offer_gone" and offer is not None:
                 self.store.data.gone_offers[offer_id] = time.time() + float(queued.params["gone_for_s"])
                 self.store.save()
-                raise _no_such_ask(offer_id, queued.params.get("status") == 410 or cancel_unavail)
+                raise no_such_ask(offer_id, queued.params.get("status") == 410 or cancel_unavail)
             if offer is None or offer_id in self.offers_in_use():
-                raise _no_such_ask(offer_id, cancel_unavail)
+                raise no_such_ask(offer_id, cancel_unavail)
             if fields["disk"] > float(offer.get("disk_space") or 1e9):
                 raise invalid_args(
                     f"error 400/3467: Invalid args: disk {fields['disk']:g} GB exceeds the offer's {offer['disk_space']:g} GB"
@@ -426,95 +420,17 @@ class InstanceManager:
         return "\n".join(lines[-count:] if count > 0 else []) + "\n"
 
     # ----- views ---------------------------------------------------------------------------------------------
-    def public_row(self, rec: InstanceRecord) -> dict[str, Any]:
-        offer = self.catalogue.offers[rec.offer_id]
-        price = priced(offer, rec.disk, bid=rec.price is not None)
-        if rec.price is not None:
-            price["dph_total"] = round(float(rec.price) + price["search"]["diskHour"], 6)
-        running = rec.actual_status == "running"
-        port = rec.ssh_port
-        now = time.time()
-        state = "running" if rec.intended_status == "running" else "stopped"
-        return {
-            "id": rec.id,
-            "machine_id": offer["machine_id"],
-            "host_id": offer.get("host_id"),
-            "bundle_id": offer.get("bundle_id"),
-            "actual_status": rec.actual_status,
-            "intended_status": rec.intended_status,
-            "cur_state": "running" if rec.actual_status in ("running", *PENDING, "rebooting") else "stopped",
-            "next_state": state,
-            "status_msg": rec.status_msg,
-            "label": rec.label,
-            "image_uuid": rec.image,
-            "image_runtype": rec.runtype,
-            "image_args": list(rec.args or []),
-            "extra_env": [[k, v] for k, v in rec.env.items()],
-            "onstart": rec.onstart,
-            "template_id": None,
-            "template_hash_id": rec.template_hash_id,
-            "template_name": None,
-            "jupyter_token": rec.api_key[:16],
-            "num_gpus": offer["num_gpus"],
-            "gpu_name": offer["gpu_name"],
-            "gpu_arch": offer.get("gpu_arch", "nvidia"),
-            "gpu_ram": offer.get("gpu_ram"),
-            "gpu_totalram": offer.get("gpu_total_ram"),
-            "gpu_util": 0.0 if running else None,
-            "gpu_temp": 38.0 if running else None,
-            "gpu_frac": 1.0,
-            "cuda_max_good": offer.get("cuda_max_good"),
-            "driver_version": offer.get("driver_version"),
-            "compute_cap": offer.get("compute_cap"),
-            "cpu_name": offer.get("cpu_name"),
-            "cpu_cores": offer.get("cpu_cores"),
-            "cpu_cores_effective": offer.get("cpu_cores_effective"),
-            "cpu_ram": offer.get("cpu_ram"),
-            "cpu_util": 0.0 if running else None,
-            "mem_limit": round(float(offer.get("cpu_ram") or 0) / 1000.0, 1),
-            "mem_usage": 0.0 if running else None,
-            "disk_space": rec.disk,
-            "disk_usage": 0.0,
-            "disk_util": 0.0,
-            "ssh_host": "127.0.0.1" if port else None,
-            "ssh_idx": None,
-            "ssh_port": port,
-            "machine_dir_ssh_port": None,
-            "public_ipaddr": "127.0.0.1",
-            "local_ipaddrs": "127.0.0.1\n",
-            "direct_port_count": offer.get("direct_port_count"),
-            "direct_port_start": port,
-            "direct_port_end": port,
-            "ports": {"22/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]} if running and port else {},
-            "static_ip": offer.get("static_ip", False),
-            "geolocation": offer.get("geolocation"),
-            "verification": offer.get("verification"),
-            "reliability2": offer.get("reliability2"),
-            "inet_up": offer.get("inet_up"),
-            "inet_down": offer.get("inet_down"),
-            "dph_base": offer["dph_base"] if rec.price is None else rec.price,
-            "dph_total": price["dph_total"],
-            "storage_cost": offer.get("storage_cost"),
-            "inet_up_cost": offer.get("inet_up_cost"),
-            "inet_down_cost": offer.get("inet_down_cost"),
-            "min_bid": offer.get("min_bid"),
-            "is_bid": rec.price is not None,
-            "start_date": rec.start_date,
-            "end_date": rec.start_date + float(offer.get("duration") or 30 * 86400),
-            "uptime_mins": round((now - rec.running_since) / 60.0, 2) if running and rec.running_since else None,
-            "volume_info": [],
-            "time_remaining": "",
-            "time_remaining_isbid": "",
-        }
+    def _row_of(self, rec: InstanceRecord) -> dict[str, Any]:
+        return public_row(rec, self.catalogue.offers[rec.offer_id])
 
     def rows(self) -> list[dict[str, Any]]:
         with self.store.lock:
-            return [self.public_row(r) for r in self.store.data.instances.values()]
+            return [self._row_of(r) for r in self.store.data.instances.values()]
 
     def row(self, instance_id: int) -> dict[str, Any] | None:
         with self.store.lock:
             rec = self.store.data.instances.get(instance_id)
-            return self.public_row(rec) if rec else None
+            return self._row_of(rec) if rec else None
 
     def debug_view(self) -> list[dict[str, Any]]:
         """For /_emulator/state: the public row plus where its files and processes are (no keys)."""
@@ -524,7 +440,7 @@ class InstanceManager:
                 popen = self._procs.get(rec.id)
                 out.append(
                     {
-                        **self.public_row(rec),
+                        **self._row_of(rec),
                         "_emulator": {
                             "offer_id": rec.offer_id,
                             "dir": str(self.instance_dir(rec.id)),
@@ -577,71 +493,3 @@ class InstanceManager:
 
 def _iso_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _no_such_ask(offer_id: int, gone: bool) -> ApiError:
-    if gone:
-        return ApiError(410, "no_such_ask", f"error 410/3603: no_such_ask Instance type by id {offer_id} is no longer available.", ask_id=offer_id)
-    return ApiError(404, "invalid_args", f"error 404/3603: no_such_ask Instance type by id {offer_id} is not available.", ask_id=offer_id)
-
-
-def _validated_create_body(body: dict[str, Any]) -> dict[str, Any]:
-    """Check a create body against Vast's documented input limits; returns InstanceRecord fields."""
-
-    def bad(msg: str) -> ApiError:
-        return invalid_args(f"error 400/3467: Invalid args: {msg}")
-
-    image = body.get("image") or DEFAULT_IMAGE
-    if not isinstance(image, str) or len(image) > MAX_IMAGE:
-        raise bad(f"image must be a string of at most {MAX_IMAGE} characters")
-    disk_raw = body.get("disk", MIN_DISK_GB)
-    try:
-        disk = float(disk_raw if disk_raw is not None else MIN_DISK_GB)
-    except (TypeError, ValueError) as exc:
-        raise bad(f"disk must be a number of GB, got {disk_raw!r}") from exc
-    if disk < MIN_DISK_GB:
-        raise bad(f"disk must be at least {MIN_DISK_GB:g} GB, got {disk:g}")
-    label = body.get("label")
-    if label is not None and len(str(label)) > MAX_LABEL:
-        raise bad(f"label must be at most {MAX_LABEL} characters, got {len(str(label))}")
-    onstart = body.get("onstart")
-    if onstart is not None and not isinstance(onstart, str):
-        raise bad("onstart must be a string")
-    args = body.get("args")
-    if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
-        raise bad("args must be a list of strings")
-    combined = len(onstart or "") + len(" ".join(args or [])) + len(str(body.get("args_str") or ""))
-    if combined > MAX_ONSTART_ARGS:
-        raise bad(f"onstart + args together must be at most {MAX_ONSTART_ARGS} characters, got {combined}")
-    env = body.get("env") or {}
-    if isinstance(env, str):
-        env = {**container_env_entries(env)}
-    if not isinstance(env, dict):
-        raise bad("env must be an object of NAME: value")
-    env = {str(k): "" if v is None else str(v) for k, v in env.items()}
-    for key, value in env.items():
-        if len(value) > MAX_ENV_VALUE:
-            raise bad(f"env value of {key} must be at most {MAX_ENV_VALUE} characters, got {len(value)}")
-        if "\n" in value or "\0" in value:
-            raise bad(f"env value of {key} must be one line")
-    if sum(len(k) + len(v) for k, v in env.items()) > MAX_ENV_TOTAL:
-        raise bad(f"env must be at most {MAX_ENV_TOTAL} characters in total")
-    price = body.get("price")
-    if price is not None:
-        try:
-            price = float(price)
-        except (TypeError, ValueError) as exc:
-            raise ApiError(400, "invalid_price", f"price must be a number, got {price!r}") from exc
-        if not 0.001 <= price <= 128:
-            raise ApiError(400, "invalid_price", f"price must be between 0.001 and 128 $/hour, got {price:g}")
-    return {
-        "image": image,
-        "disk": disk,
-        "label": None if label is None else str(label),
-        "onstart": onstart,
-        "env": env,
-        "runtype": str(body.get("runtype") or "ssh"),
-        "args": args,
-        "price": price,
-        "template_hash_id": body.get("template_hash_id"),
-    }

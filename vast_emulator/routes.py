@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .admin import AdminApi
-from .api import VastApi
+from .api_account import AccountApi
+from .api_instances import InstanceApi
 from .http_types import Request, Response
 
 ID = r"(?P<id>\d+)"
@@ -21,7 +22,7 @@ class Route:
     auth: str  # "none" | "key" (account or instance key; handlers narrow it) | "account"
 
 
-def build_routes(api: VastApi, admin: AdminApi) -> list[Route]:
+def build_routes(api: InstanceApi, account: AccountApi, admin: AdminApi) -> list[Route]:
     table: list[tuple[str, str, Callable[[Request], Response], str]] = [
         ("GET", r"/api/v0/gpu_names/unique/?", api.gpu_names, "none"),
         ("GET", r"/presigned/(?P<token>[A-Za-z0-9._-]+)", api.presigned, "none"),
@@ -42,15 +43,15 @@ def build_routes(api: VastApi, admin: AdminApi) -> list[Route]:
         ("GET", rf"/api/v0/instances/{ID}/?", api.show_instance, "key"),
         ("PUT", rf"/api/v0/instances/{ID}/?", api.manage_instance, "key"),
         ("DELETE", rf"/api/v0/instances/{ID}/?", api.destroy_instance, "key"),
-        ("GET", r"/api/v0/users/current/?", api.current_user, "key"),
-        ("GET", r"/api/v0/secrets/?", api.list_secrets, "key"),
-        ("POST", r"/api/v0/secrets/?", api.create_secret, "key"),
-        ("PUT", r"/api/v0/secrets/?", api.update_secret, "key"),
-        ("DELETE", r"/api/v0/secrets/?", api.delete_secret, "key"),
-        ("GET", r"/api/v0/ssh/?", api.list_ssh_keys, "key"),
-        ("POST", r"/api/v0/ssh/?", api.create_ssh_key, "key"),
-        ("PUT", rf"/api/v0/ssh/{ID}/?", api.update_ssh_key, "key"),
-        ("DELETE", rf"/api/v0/ssh/{ID}/?", api.delete_ssh_key, "key"),
+        ("GET", r"/api/v0/users/current/?", account.current_user, "key"),
+        ("GET", r"/api/v0/secrets/?", account.list_secrets, "key"),
+        ("POST", r"/api/v0/secrets/?", account.create_secret, "key"),
+        ("PUT", r"/api/v0/secrets/?", account.update_secret, "key"),
+        ("DELETE", r"/api/v0/secrets/?", account.delete_secret, "key"),
+        ("GET", r"/api/v0/ssh/?", account.list_ssh_keys, "key"),
+        ("POST", r"/api/v0/ssh/?", account.create_ssh_key, "key"),
+        ("PUT", rf"/api/v0/ssh/{ID}/?", account.update_ssh_key, "key"),
+        ("DELETE", rf"/api/v0/ssh/{ID}/?", account.delete_ssh_key, "key"),
         ("POST", r"/_emulator/faults/?", admin.add_faults, "account"),
         ("POST", r"/_emulator/reset-faults/?", admin.reset_faults, "account"),
         ("GET", r"/_emulator/requests/?", admin.requests, "account"),
