@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 
 from training.data.errors import ChecksumMismatchError, DataFileError
-from training.data.layout import ATTR_NU, MANIFEST_NAME, TENSOR_KEY
+from training.data.layout import ATTR_GENERATOR, ATTR_NU, ATTR_SEED, MANIFEST_NAME, TENSOR_KEY
 
 MANIFEST_FORMAT = "universal_simulator/burgers1d-manifest/1"
 _HASH_CHUNK = 1 << 20
@@ -28,6 +28,8 @@ class ManifestEntry:
     frames: int
     resolution: int
     nu: float | None
+    seed: int | None = None  # generator seed, when the file records one
+    generator: str = ""
 
 
 def sha256_of(path: str | Path) -> str:
@@ -44,17 +46,21 @@ def describe_file(path: str | Path) -> ManifestEntry:
     path = Path(path)
     with h5py.File(path, "r") as handle:
         samples, frames, resolution = handle[TENSOR_KEY].shape
-        nu = float(handle.attrs[ATTR_NU]) if ATTR_NU in handle.attrs else None
+        attrs = handle.attrs
+        nu = float(attrs[ATTR_NU]) if ATTR_NU in attrs else None
+        seed = int(attrs[ATTR_SEED]) if ATTR_SEED in attrs else None
+        generator = str(attrs.get(ATTR_GENERATOR, ""))
     return ManifestEntry(
         sha256=sha256_of(path), size=path.stat().st_size, samples=samples, frames=frames,
-        resolution=resolution, nu=nu,
+        resolution=resolution, nu=nu, seed=seed, generator=generator,
     )
 
 
 def write_manifest(directory: str | Path, files: list[Path], extra: dict | None = None) -> Path:
     """Write (atomically) manifest.json in `directory` describing `files`, merged with any existing entries.
 
-    Merging lets `--split train` and a later `--split test` run share one manifest.
+    Merging lets `--split train` and a later `--split test` run share one manifest; each entry carries
+    its own seed/generator, while top-level `extra` keys describe the latest run.
     """
     directory = Path(directory)
     target = directory / MANIFEST_NAME

@@ -47,8 +47,11 @@ class BurgersData:
 
     @property
     def dt(self) -> float:
-        """Time between stored frames (after time subsampling)."""
-        return float(self.t[1] - self.t[0]) if self.n_frames > 1 else 0.0
+        """Time between stored frames (after time subsampling).
+
+        Rounded to 7 significant digits: PDEBench stores float32 times, whose steps read 0.0099999998.
+        """
+        return float(f"{self.t[1] - self.t[0]:.7g}") if self.n_frames > 1 else 0.0
 
     @property
     def dx(self) -> float:

@@ -22,7 +22,9 @@ def test_generates_all_splits_with_manifest_and_summaries(tmp_path, capsys):
     assert [line.split(":")[0] for line in lines[:4]] == names
     assert "wrote 4 shard(s), 20 trajectories" in lines[4]
     assert set(verify_manifest(tmp_path)) == set(names)
-    assert read_manifest(tmp_path)["generator"]["seed"] == 5
+    manifest = read_manifest(tmp_path)
+    assert manifest["generator"]["seed"] == 5
+    assert {entry["seed"] for entry in manifest["files"].values()} == {5}
     train = load_split(tmp_path, "train")
     assert train.u.shape == (16, 6, 16) and train.nu == 0.01
     np.testing.assert_allclose(train.x, (np.arange(16) + 0.5) / 16)

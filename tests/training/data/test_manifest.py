@@ -33,7 +33,7 @@ def test_manifest_records_checksums_shapes_and_merges(tmp_path):
     entry = document["files"]["burgers1d_train_000.h5"]
     assert entry == {
         "sha256": sha256_of(first), "size": first.stat().st_size, "samples": 3, "frames": 4,
-        "resolution": 8, "nu": 0.01,
+        "resolution": 8, "nu": 0.01, "seed": None, "generator": "",
     }
     verified = verify_manifest(tmp_path)
     assert set(verified) == set(document["files"]) and verified["burgers1d_train_000.h5"].samples == 3

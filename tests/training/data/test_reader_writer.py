@@ -53,6 +53,7 @@ def test_reads_pdebench_layout_with_strides_and_sample_selection(tmp_path):
     np.testing.assert_array_equal(data.u, u[1:3, ::5, ::4])
     np.testing.assert_allclose(data.x, _cell_centres(32)[::4], rtol=1e-6)
     np.testing.assert_allclose(data.t, [0.0, 0.05, 0.1, 0.15, 0.2], rtol=1e-6)
+    assert data.dt == 0.05  # float32 time stamps, yet an exact step
     assert data.nu == 0.01  # from the file name, as PDEBench has no attributes
     assert load_burgers(path, max_frames=10, t_stride=3).n_frames == 4
 
