@@ -4,7 +4,7 @@
 
 Accuracy: u0 = sin(2 pi x) to t = 2 (201 frames), relative L2 error on the stored 256-point grid,
 maximum over frames and at the last frame, for nu = 0.01 and 0.001 and several solver grids.
-Speed: PDEBench-family initial conditions at the given nu, 201 frames, 256 stored points.
+Speed: PDEBench-family initial conditions, 201 frames, 256 stored points, default solver grid.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def accuracy_row(nu: float, resolution: int, device: str | None) -> tuple[float,
 
 
 def speed_row(nu: float, samples: int, batch: int, workers: int, device: str | None) -> float:
-    """Seconds per PDEBench-family trajectory (201 frames, 2048-point solve, 256 stored)."""
+    """Seconds per PDEBench-family trajectory (201 frames, default solver grid, 256 stored)."""
     spec = GenerationSpec(nu=nu)
     if workers == 1:
         solve_indices(spec, "train", [0], device)  # warm-up (torch/CUDA initialisation)
@@ -73,11 +73,12 @@ def main(argv: list[str] | None = None) -> int:
             for resolution in (int(g) for g in args.grids.split(",")):
                 worst, last, seconds = accuracy_row(nu, resolution, args.device)
                 print(f"  {nu:<7g} {resolution:<6d} {worst:<25.2e} {last:<16.2e} {seconds:.2f}")
-    print(f"speed: PDEBench-family ICs, 201 frames, 2048-point solve, batch {args.batch}, "
+    print(f"speed: PDEBench-family ICs, 201 frames, {STORED} stored, batch {args.batch}, "
           f"workers {args.workers}, {backend}")
     for nu in (0.01, 0.001):
         per = speed_row(nu, args.samples, args.batch, args.workers, args.device)
-        print(f"  nu={nu:g}: {per:.3f} s/trajectory over {args.samples} trajectories")
+        grid = GenerationSpec(nu=nu).solver_resolution
+        print(f"  nu={nu:g} ({grid}-point solve): {per:.3f} s/trajectory over {args.samples} trajectories")
     return 0
 
 

@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=_positive_int, default=201, help="stored frames incl. t=0 (default 201)")
     parser.add_argument("--frame-dt", type=_positive_float, default=0.01, help="time between frames (default 0.01)")
     parser.add_argument(
-        "--solver-resolution", type=_positive_int, default=2048,
-        help="fine grid of the solver; a multiple of --resolution (default 2048)",
+        "--solver-resolution", type=_positive_int, default=None,
+        help="fine grid of the solver, a multiple of --resolution (default: 2048, or 4096 for nu=0.001)",
     )
     parser.add_argument(
         "--max-displacement", type=_positive_float, default=StepControl().max_displacement,

@@ -7,7 +7,7 @@ import pytest
 
 from training.data import load_burgers, load_split, read_manifest, verify_manifest
 from training.data.cli import main
-from training.data.generate import GenerationSpec, split_sizes
+from training.data.generate import GenerationSpec, default_solver_resolution, split_sizes
 from training.storage import ObjectStore
 
 TINY = ["--resolution", "16", "--solver-resolution", "64", "--frames", "6", "--frame-dt", "0.05",
@@ -61,7 +61,7 @@ def test_shard_contents_do_not_depend_on_workers(tmp_path):
     ("arguments", "message"),
     [
         (["--nu", "0"], "--nu: must be > 0"),
-        (["--nu", "0.01", "--resolution", "12"], "must divide solver_resolution"),
+        (["--nu", "0.01", "--resolution", "12", "--solver-resolution", "64"], "must divide solver_resolution"),
         (["--nu", "0.01", "--split", "bogus"], "invalid choice"),
     ],
 )
@@ -104,3 +104,12 @@ def test_split_sizes_and_spec_validation():
         split_sizes(5, "all")
     with pytest.raises(ValueError, match="frames >= 2"):
         GenerationSpec(nu=0.01, frames=1)
+
+
+def test_default_solver_grid_follows_viscosity():
+    assert default_solver_resolution(0.1, 256) == 2048
+    assert default_solver_resolution(0.01, 256) == 2048
+    assert default_solver_resolution(0.001, 256) == 4096
+    assert default_solver_resolution(0.0005, 256) == 8192
+    assert default_solver_resolution(0.01, 3000) == 3000  # stays a multiple of the stored grid
+    assert GenerationSpec(nu=0.001).solver_resolution == 4096
