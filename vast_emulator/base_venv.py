@@ -62,17 +62,27 @@ def ensure_base_venv(path: Path | None = None, log=print) -> Path:
     return path
 
 
+def _has_ensurepip() -> bool:
+    probe = subprocess.run([BASE_PYTHON, "-c", "import ensurepip"], capture_output=True)
+    return probe.returncode == 0
+
+
 def _build(path: Path, log) -> None:
     ensure_mountpoints()
     building = path.with_name(path.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
     log(f"vast_emulator: building the base venv {path} ({' '.join(PACKAGES)}); this happens once per machine")
-    script = (
-        'set -e; mount --bind "$1" /venv/main; '
-        f"{BASE_PYTHON} -m venv /venv/main; "
-        "/venv/main/bin/python -m pip install -q --disable-pip-version-check " + " ".join(PACKAGES)
-    )
+    packages = " ".join(PACKAGES)
+    if _has_ensurepip():
+        install = f"{BASE_PYTHON} -m venv /venv/main; /venv/main/bin/python -m pip install -q {packages}"
+    else:
+        # Debian without python3-venv: make the venv bare, then let this interpreter's pip fill it (pip itself too).
+        install = (
+            f"{BASE_PYTHON} -m venv --without-pip /venv/main; "
+            f"{sys.executable} -m pip --python /venv/main/bin/python install -q pip {packages}"
+        )
+    script = f'set -e; mount --bind "$1" /venv/main; export PIP_DISABLE_PIP_VERSION_CHECK=1; {install}'
     result = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh", str(building)],
         stdout=subprocess.PIPE,
