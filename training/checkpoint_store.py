@@ -29,12 +29,15 @@ def remote_prefix(run_name: str) -> str:
 
 
 def remote_from_env(environ: dict[str, str] | None = None) -> RemoteStore | None:
-    """The B2 object store when any B2_* variable is set (an incomplete set is an error), else None."""
-    from training.storage import ENV_VARS, ObjectStore
+    """The B2 object store when any B2_* variable is set (an incomplete set is an error), else None.
 
+    boto3 is imported only then: a GPU box without B2 credentials needs no boto3.
+    """
     environ = os.environ if environ is None else environ
-    if not any(environ.get(name, "").strip() for name in ENV_VARS):
+    if not any(name.startswith("B2_") and value.strip() for name, value in environ.items()):
         return None
+    from training.storage import ObjectStore
+
     return ObjectStore.from_env(environ)
 
 

@@ -7,6 +7,7 @@ owns the optimiser (AdamW), the warmup+cosine schedule, gradient clipping, check
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ class TrainSpec:
     extra: dict[str, Any] = field(default_factory=dict)  # saved in the checkpoint
     upstream: dict[str, str] = field(default_factory=dict)
     seed_salt: int = 0
+    autocast: bool = True  # False keeps the stage in fp32 even when runtime.bf16 is on
 
 
 def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
@@ -104,7 +106,7 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
     for step in range(start, loop.steps):
         draw = BatchDraw(ctx.cfg.seed + spec.seed_salt, step, loop.batch_size, runtime.rank,
                          runtime.world_size, runtime.device)
-        with runtime.autocast():
+        with runtime.autocast() if spec.autocast else contextlib.nullcontext():
             loss = spec.loss_fn(wrapped, draw)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

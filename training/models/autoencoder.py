@@ -14,10 +14,10 @@ class Encoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [periodic_conv(1, cfg.width, 5)]
         for _ in range(cfg.levels):
-            layers += [ResBlock1d(cfg.width, 5) for _ in range(cfg.blocks)]
-            # kernel 4, stride 2, circular padding 1: exactly halves an even periodic grid
+            # kernel 4, stride 2, circular padding 1: exactly halves an even periodic grid. Downsampling
+            # before the residual blocks keeps the full-resolution work to two convolutions.
             layers.append(nn.Conv1d(cfg.width, cfg.width, 4, stride=2, padding=1, padding_mode="circular"))
-        layers += [ResBlock1d(cfg.width, 3) for _ in range(cfg.blocks)]
+            layers += [ResBlock1d(cfg.width, 5) for _ in range(cfg.blocks)]
         layers += [nn.GELU(), nn.Conv1d(cfg.width, cfg.latent_dim, 1)]
         self.net = nn.Sequential(*layers)
 
@@ -29,11 +29,10 @@ class Decoder(nn.Module):
     def __init__(self, cfg: AutoencoderConfig) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Conv1d(cfg.latent_dim, cfg.width, 1)]
-        layers += [ResBlock1d(cfg.width, 3) for _ in range(cfg.blocks)]
         for _ in range(cfg.levels):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), periodic_conv(cfg.width, cfg.width, 3)]
             layers += [ResBlock1d(cfg.width, 5) for _ in range(cfg.blocks)]
-        layers += [nn.GELU(), periodic_conv(cfg.width, 1, 5)]
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), periodic_conv(cfg.width, cfg.width, 3)]
+        layers += [nn.GELU(), periodic_conv(cfg.width, cfg.width, 5), nn.GELU(), periodic_conv(cfg.width, 1, 5)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
