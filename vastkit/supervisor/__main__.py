@@ -61,6 +61,17 @@ def _fetch_data(args) -> int:
     return 0
 
 
+def _write_config(args) -> int:
+    from vastkit.supervisor.runconfig import RUN_CONFIG, write_run_config
+
+    overrides = json.loads(args.overrides)
+    if not isinstance(overrides, dict):
+        raise ValueError(f"--overrides must be a JSON object of dotted keys to values, got {args.overrides!r}")
+    changed = write_run_config(Path(args.config), overrides, Path(args.code_dir) / RUN_CONFIG)
+    print(json.dumps({"config": RUN_CONFIG, "changed": changed, "overrides": overrides}))
+    return 0
+
+
 def _wait_started(args) -> int:
     from vastkit.supervisor.heartbeat import HEARTBEAT_NAME
     from vastkit.supervisor.started import wait_started
@@ -123,6 +134,11 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--multi-thread-streams", type=int, default=8, help="streams per large file")
     fetch.add_argument("--multi-thread-cutoff", default="64M", help="size from which a file is split in streams")
     fetch.set_defaults(handler=_fetch_data)
+
+    config = sub.add_parser("write-config", help="write .vastkit/run-config.yaml: a config with dotted overrides")
+    config.add_argument("--config", required=True, help="repo-relative base config")
+    config.add_argument("--overrides", required=True, help='JSON object, e.g. {"operator.lr": 0.0003}')
+    config.set_defaults(handler=_write_config)
 
     started = sub.add_parser("wait-started", help="wait until the pipeline printed PIPELINE STARTED")
     started.add_argument("--timeout", type=float, default=300.0)

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -91,13 +92,14 @@ def install_requirements(code_dir: Path, state_dir: Path, *, python: str = sys.e
 
 
 def _editable_points_at(code_dir: Path) -> bool:
-    try:
-        direct = metadata.distribution(PROJECT).read_text("direct_url.json") or "{}"
-    except metadata.PackageNotFoundError:
-        return False
-    info = json.loads(direct)
-    return info.get("dir_info", {}).get("editable", False) and \
-        info.get("url", "").removeprefix("file://") == str(code_dir.resolve())
+    """The project is installed editable from `code_dir` (looked up in site-packages only: the code dir's own
+    `*.egg-info`, left by the editable build, would otherwise answer first from the current directory)."""
+    for dist in metadata.distributions(name=PROJECT, path=[sysconfig.get_paths()["purelib"]]):
+        info = json.loads(dist.read_text("direct_url.json") or "{}")
+        if info.get("dir_info", {}).get("editable") and \
+                info.get("url", "").removeprefix("file://") == str(code_dir.resolve()):
+            return True
+    return False
 
 
 def _uv(uv: str, args: list[str], timeout: float) -> str:

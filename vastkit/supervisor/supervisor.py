@@ -130,7 +130,8 @@ class Supervisor:
                 code = proc.terminate(self.policy.stop_grace_s)
                 beat.state, beat.error = hb.BUDGET_EXCEEDED, reason
                 break
-            if self.clock() >= next_beat:
+            # PIPELINE STARTED is written at once: the train role is waiting for it.
+            if self.clock() >= next_beat or (proc.started and not beat.pipeline_started):
                 self._update(beat, proc, elapsed)
                 hb.write_heartbeat(self.heartbeat_path, beat)
                 next_beat = self.clock() + self.policy.heartbeat_every_s
