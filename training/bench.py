@@ -44,7 +44,7 @@ class Preset:
 
 PRESETS = {
     "cpu": Preset(REPO / "configs" / "bench_cpu.yaml", 400, 128, 1024, 1e-3, None),
-    "gpu": Preset(REPO / "configs" / "bench_gpu.yaml", 4000, 256, 2048, 1e-3, "cuda"),
+    "gpu": Preset(REPO / "configs" / "bench_gpu.yaml", 4000, 256, 1024, 1e-3, "cuda"),
 }
 
 

@@ -26,7 +26,10 @@ def run(ctx: StageContext) -> StageResult:
     if not differing and not ctx.reset_cache:
         ctx.tracker.line(f"[{STAGE}] {ctx.paths.cache} is up to date (RESET_CACHE=0): kept")
         return StageResult(STAGE, {"rebuilt": 0.0}, skipped=True)
-    reason = "RESET_CACHE=1" if not differing else f"{', '.join(differing)} changed"
+    if differing == ["no cache"]:
+        reason = "no cache yet"
+    else:
+        reason = "RESET_CACHE=1" if not differing else f"{', '.join(differing)} changed"
     ctx.tracker.line(f"[{STAGE}] building the latent cache ({reason})")
     frames_done = 0
     if ctx.runtime.is_main:
