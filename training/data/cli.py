@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard-size", type=_positive_int, default=1000, help="trajectories per file")
     parser.add_argument(
         "--batch-size", type=_positive_int, default=None,
-        help="trajectories solved together (default 32 on numpy, 512 on a torch device)",
+        help="trajectories solved together (default 32 on numpy, 1024 on a torch device)",
     )
     parser.add_argument("--workers", type=_positive_int, default=1, help="solver processes (default 1)")
     parser.add_argument(
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
             print(f"{parser.prog}: error: {exc}", file=sys.stderr)
             return 2
     device = resolve_device(args.device)
-    batch_size = args.batch_size or (32 if device is None else 512)
+    batch_size = args.batch_size or (32 if device is None else 1024)
     try:
         results = generate_dataset(
             spec, args.samples, args.out, split=args.split, shard_size=args.shard_size,
