@@ -438,7 +438,11 @@ class InstanceManager:
     def create_plan(self, api, label: str, replaces=None) -> dict:
         p = self.params
         if p["offer_id"] is not None:
-            offer, alternatives = dict(id=p["offer_id"]), []
+            found = api.search_offers({"id": {"eq": int(p["offer_id"])}}, storage_gb=p["disk"], limit=1,
+                                      offer_type="bid" if p["interruptible"] else "on-demand")
+            offer = offer_summary(found[0]) if found else dict(
+                id=p["offer_id"], dph_total=None, note="not available now: a launch would fail over to the search")
+            alternatives = []
         else:
             offers = search_offers(api, p, limit=3)
             if not offers:

@@ -1,4 +1,5 @@
 """Ansible inventory plugin: the Vast.ai account's instances, through the shared `vastkit` client."""
+# ruff: noqa: E402 - Ansible plugins put DOCUMENTATION before the imports.
 
 from __future__ import annotations
 

@@ -1,0 +1,74 @@
+"""launch.yml end to end against the emulator (HTTP + real SSH), provisioning skipped."""
+
+from __future__ import annotations
+
+import json
+
+from ctl_support import creates_since, instances, last_seq, writes_since
+
+LAUNCH = ["-e", "config=tiny", "-e", "provision=false"]
+
+
+def test_launch_is_idempotent_and_in_inventory(ansible, emulator):
+    first = ansible.playbook("launch.yml", *LAUNCH, "-e", "run_name=ctl-one")
+    assert first.rc == 0, first.out
+    rows = instances(emulator, "ctl-one")
+    assert len(rows) == 1 and rows[0]["actual_status"] == "running"
+    assert f"instance {rows[0]['id']}" in first.out and "Tear down:  ansible-playbook playbooks/teardown.yml" in first.out
+    assert "ssh -i" in first.out
+
+    graph = ansible.run("ansible-inventory", "-i", "inventory/vast.yml", "--graph")
+    assert graph.rc == 0, graph.out
+    running = graph.out.split("@vast_running:", 1)[1].split("@", 1)[0]
+    assert "ctl-one" in running
+    host = json.loads(ansible.run("ansible-inventory", "-i", "inventory/vast.yml", "--host", "ctl-one").out)
+    assert host["vast_id"] == rows[0]["id"] and host["ansible_user"] == "root"
+    assert (host["ansible_host"], host["ansible_port"]) == ("127.0.0.1", rows[0]["ssh_port"])
+    assert "UserKnownHostsFile=" in host["ansible_ssh_common_args"] and str(rows[0]["id"]) in host["ansible_ssh_common_args"]
+
+    seq = last_seq(emulator)
+    again = ansible.playbook("launch.yml", *LAUNCH, "-e", "run_name=ctl-one")
+    assert again.rc == 0, again.out
+    assert all(counts["changed"] == 0 for counts in again.recap().values()), again.out
+    assert [r["id"] for r in instances(emulator, "ctl-one")] == [rows[0]["id"]]
+    assert creates_since(emulator, seq) == []
+
+
+def test_check_mode_prints_the_plan_and_writes_nothing(ansible, emulator):
+    seq = last_seq(emulator)
+    dry = ansible.playbook("launch.yml", *LAUNCH, "-e", "run_name=ctl-dry", "--check")
+    assert dry.rc == 0, dry.out
+    assert "action: create" in dry.out and "dph_total" in dry.out and "TRAIN_RUN_NAME: ctl-dry" in dry.out
+    assert "offer:" in dry.out and "onstart: touch /root/.no_auto_tmux" in dry.out
+    assert instances(emulator, "ctl-dry") == []
+    assert writes_since(emulator, seq) == []
+    assert any(r["path"].startswith("/api/v0/bundles/") for r in emulator.requests(seq))  # it did search
+
+
+def test_failover_skips_a_vanished_offer_and_a_stuck_instance(ansible, emulator):
+    emulator.set_faults([{"kind": "offer_gone", "target": "next_create"},
+                         {"kind": "stuck_loading", "target": "next_create"}])
+    seq = last_seq(emulator)
+    run = ansible.playbook("launch.yml", *LAUNCH, "-e", "run_name=ctl-failover", "-e", "loading_timeout=3")
+    assert run.rc == 0, run.out
+
+    puts = creates_since(emulator, seq)
+    assert [p["status"] for p in puts] == [410, 200, 200], puts
+    offer_ids = [int(p["path"].split("/")[4]) for p in puts]
+    catalogue = _catalogue_machines()
+    assert len({catalogue[o] for o in offer_ids}) == 3, "each attempt must be on another machine"
+
+    rows = instances(emulator, "ctl-failover")
+    assert len(rows) == 1 and rows[0]["actual_status"] == "running"
+    assert rows[0]["machine_id"] == catalogue[offer_ids[2]]
+    deletes = [r for r in emulator.requests(seq) if r["method"] == "DELETE" and r["path"].startswith("/api/v0/instances/")]
+    assert len(deletes) == 1 and deletes[0]["status"] == 200
+    stuck_id = int(deletes[0]["path"].split("/")[4])
+    assert stuck_id != rows[0]["id"] and emulator.instance(stuck_id) is None
+
+
+def _catalogue_machines() -> dict[int, int]:
+    from importlib import resources
+
+    data = json.loads(resources.files("vast_emulator").joinpath("data/offers.json").read_text())
+    return {o["id"]: o["machine_id"] for o in data["offers"]}
