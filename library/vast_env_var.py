@@ -75,7 +75,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-results:
+outcomes:
   description: Per name, what happened (C(created), C(updated), C(unchanged), C(deleted), C(absent)); never values.
   returned: always
   type: dict
@@ -156,7 +156,7 @@ def main():
     bad = [n for n in names if not NAME_RE.match(n)]
     if bad:
         module.fail_json(msg=f"invalid env-var name(s) {', '.join(bad)}: letters, digits and _, not starting with a digit")
-    result = dict(changed=False, results={}, created=[], updated=[], unchanged=[], missing=[])
+    result = dict(changed=False, outcomes={}, created=[], updated=[], unchanged=[], missing=[])
 
     wanted = {}
     if p["state"] == "present":
@@ -184,7 +184,7 @@ def main():
         stored = ctx.api.env_vars()
         for name in names:
             outcome = decide(name, wanted.get(name), stored, p["state"])
-            result["results"][name] = outcome
+            result["outcomes"][name] = outcome
             if outcome in ("created", "updated"):
                 result[outcome].append(name)
             elif outcome == "unchanged":
@@ -199,7 +199,7 @@ def main():
                 ctx.api.delete_env_var(name)
     except VastAPIError as exc:
         ctx.fail_api(exc, "account env-var change failed", **result)
-    result["changed"] = any(o in ("created", "updated", "deleted") for o in result["results"].values())
+    result["changed"] = any(o in ("created", "updated", "deleted") for o in result["outcomes"].values())
     module.exit_json(**result)
 
 

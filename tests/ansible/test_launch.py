@@ -72,3 +72,21 @@ def _catalogue_machines() -> dict[int, int]:
 
     data = json.loads(resources.files("vast_emulator").joinpath("data/offers.json").read_text())
     return {o["id"]: o["machine_id"] for o in data["offers"]}
+
+
+def test_failed_provisioning_ends_with_the_instance_destroyed(ansible, emulator):
+    for name in ("B2_KEY_ID", "B2_APP_KEY", "B2_S3_ENDPOINT", "B2_S3_REGION", "B2_BUCKET"):
+        emulator.api("DELETE", "/api/v0/secrets/", json={"key": name})
+        emulator.api("POST", "/api/v0/secrets/", json={"key": name, "value": "unused-by-this-test"})
+    bad_commit = ["-e", "code_version=" + "0" * 40]  # bootstrap cannot check it out
+
+    failed = ansible.playbook("launch.yml", "-e", "config=tiny", "-e", "run_name=ctl-abort", *bad_commit)
+    assert failed.rc != 0
+    assert "Provisioning of ctl-abort failed" in failed.out and "destroyed" in failed.out
+    assert instances(emulator, "ctl-abort") == []
+
+    kept = ansible.playbook("launch.yml", "-e", "config=tiny", "-e", "run_name=ctl-abort-kept",
+                            "-e", "auto_shutdown=false", *bad_commit)
+    assert kept.rc != 0
+    assert "LEFT RUNNING AND BILLING" in kept.out and "auto_shutdown=false" in kept.out
+    assert [r["actual_status"] for r in instances(emulator, "ctl-abort-kept")] == ["running"]
