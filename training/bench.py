@@ -54,7 +54,7 @@ def make_data(preset: Preset, data_dir: Path) -> float:
     spec = GenerationSpec(nu=0.01, seed=0, resolution=preset.resolution, solver_resolution=preset.solver_resolution,
                           frames=201, frame_dt=0.01, control=StepControl(max_displacement=preset.max_displacement))
     generate_dataset(spec, preset.samples, data_dir, shard_size=10**6,
-                     batch_size=512 if preset.device else 32, device=preset.device)
+                     batch_size=1024 if preset.device else 32, device=preset.device)
     return time.perf_counter() - started
 
 

@@ -29,6 +29,8 @@ CONFIG_SECTIONS: dict[str, tuple[str, ...]] = {
     "evaluate": ("seed", "data", "autoencoder", "operator", "diffusion", "distill", "fno", "evaluate"),
 }
 _FREE_KEYS = ("ckpt_every", "log_every", "max_eval_samples")
+# Sampler settings: they change how a trained model is used, not the weights (evaluate does compare them).
+_SAMPLING_KEYS = ("sample_steps", "refine_sigma", "mid_sigma", "student_steps")
 
 
 class CheckpointError(RuntimeError):
@@ -63,8 +65,9 @@ def load_checkpoint(path: Path, *, config: dict[str, Any], kind: str, map_locati
 def config_differences(saved: dict[str, Any], current: dict[str, Any], kind: str) -> list[str]:
     """Human-readable `key: saved -> current` lines over the sections relevant to `kind`."""
     sections = CONFIG_SECTIONS[kind]
-    relevant_saved = _relevant(saved, sections)
-    relevant_current = _relevant(current, sections)
+    free = _FREE_KEYS if kind == "evaluate" else _FREE_KEYS + _SAMPLING_KEYS
+    relevant_saved = _relevant(saved, sections, free)
+    relevant_current = _relevant(current, sections, free)
     lines = []
     for key in sorted(set(relevant_saved) | set(relevant_current)):
         old, new = relevant_saved.get(key, "<absent>"), relevant_current.get(key, "<absent>")
@@ -73,7 +76,7 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], kind: str
     return lines
 
 
-def _relevant(config: dict[str, Any], sections: tuple[str, ...]) -> dict[str, Any]:
+def _relevant(config: dict[str, Any], sections: tuple[str, ...], free: tuple[str, ...]) -> dict[str, Any]:
     picked = {name: config.get(name) for name in sections}
     flat = flatten(picked)
-    return {key: value for key, value in flat.items() if key.rsplit(".", 1)[-1] not in _FREE_KEYS}
+    return {key: value for key, value in flat.items() if key.rsplit(".", 1)[-1] not in free}

@@ -82,8 +82,10 @@ class DiffusionConfig(TrainLoopConfig):
     rho: float = 7.0
     p_mean: float = -1.2  # log-normal training noise distribution
     p_std: float = 1.2
-    sample_steps: int = 8  # Heun steps at evaluation (2*steps - 1 network evaluations)
+    sample_steps: int = 4  # Heun refinement steps at evaluation
+    refine_sigma: float = 0.2  # refinement starts here (PDE-Refiner); >= sigma_max: sample from pure noise
     ema_decay: float = 0.999
+    cond_unroll: int = 1  # also train on the operator's own 1..n-1 step predictions as previous state
 
 
 @dataclass
@@ -91,7 +93,7 @@ class DistillConfig(TrainLoopConfig):
     num_scales: int = 18  # N: teacher's discretised noise schedule
     target_ema: float = 0.95  # mu: EMA of the target network
     student_steps: list[int] = field(default_factory=lambda: [1, 2])
-    mid_sigma: float = 0.8  # noise level re-injected before the second student step
+    mid_sigma: float = 0.2  # noise level re-injected before the second student step
 
 
 @dataclass
@@ -212,8 +214,12 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"data.{split}: needs at least one file name")
     if cfg.runtime.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"runtime.device: expected one of auto, cpu, cuda, got {cfg.runtime.device!r}")
+    if not cfg.diffusion.sigma_min < cfg.diffusion.refine_sigma:
+        raise ConfigError("diffusion.refine_sigma: must be > diffusion.sigma_min")
     if not 0 < cfg.diffusion.sigma_min < cfg.diffusion.sigma_max:
         raise ConfigError("diffusion.sigma_min/sigma_max: need 0 < sigma_min < sigma_max")
+    if cfg.diffusion.cond_unroll < 1:
+        raise ConfigError(f"diffusion.cond_unroll: must be >= 1, got {cfg.diffusion.cond_unroll}")
     if cfg.diffusion.sample_steps < 1 or cfg.distill.num_scales < 2:
         raise ConfigError("diffusion.sample_steps must be >= 1 and distill.num_scales >= 2")
     bad_steps = [s for s in cfg.distill.student_steps if s not in (1, 2)]

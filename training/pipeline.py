@@ -152,7 +152,12 @@ def run_pipeline(options: PipelineOptions) -> int:
 
 def _run_stage(ctx: StageContext, stage: str, *, explicit: bool) -> StageResult:
     store, tracker = ctx.checkpoints, ctx.tracker
-    finished, why = is_finished(store, stage, ctx.config_dict)
+    try:
+        finished, why = is_finished(store, stage, ctx.config_dict)
+    except CheckpointError as exc:
+        if not explicit:  # `all` never silently replaces a result made with another config
+            raise
+        finished, why = False, f"asked explicitly, config changed: {exc}"
     if finished and not explicit:
         tracker.line(f"[{stage}] finished earlier (final checkpoint matches its inputs): skipped")
         return StageResult(stage, skipped=True)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from training.config import DiffusionConfig
 from training.models.autoencoder import Autoencoder
 from training.models.consistency import consistency_sample
-from training.models.diffusion import heun_sample, karras_sigmas
+from training.models.diffusion import refine_sample
 from training.models.operator import LatentStepper
 
 # (operator prediction, previous state, noise generator) -> residual in normalised latent units
@@ -103,13 +104,11 @@ class LatentSurrogate(Surrogate):
         return torch.stack(frames, dim=1)
 
 
-def heun_refiner(denoiser: nn.Module, steps: int, sigma_min: float, sigma_max: float, rho: float) -> Refiner:
-    sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
-
+def heun_refiner(denoiser: nn.Module, cfg: DiffusionConfig) -> Refiner:
     def refine(pred: torch.Tensor, prev: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        noise = torch.randn(pred.shape, generator=generator, device=pred.device)
+        noises = tuple(torch.randn(pred.shape, generator=generator, device=pred.device) for _ in range(2))
         cond = torch.cat([pred, prev], dim=1)
-        return heun_sample(denoiser, cond, noise, sigmas.to(pred.device)) * denoiser.residual_std
+        return refine_sample(denoiser, cond, noises, cfg) * denoiser.residual_std
 
     return refine
 

@@ -78,7 +78,7 @@ def test_metrics_json_covers_every_method(finished_run):
         assert set(m["correlation_time"]) == {"0.8", "0.9", "0.95"}
         assert set(m["frmse"]) == {"low", "mid", "high"}
         assert len(m["nrmse_vs_lead"]) == 10
-    assert methods["operator+diffusion"]["evaluations_per_step"] == 1 + (2 * 3 - 1)
+    assert methods["operator+diffusion"]["evaluations_per_step"] == 1 + 1 + (2 * 3 - 1)  # op, estimate, Heun
     assert methods["operator+student1"]["evaluations_per_step"] == 2
     assert methods["persistence"]["one_step_nrmse"] > 0
     assert 0 < metrics["autoencoder_recon_nrmse_test"] < 1

@@ -83,12 +83,11 @@ def edm_training_loss(denoiser: nn.Module, x0: torch.Tensor, cond: torch.Tensor,
 
 
 @torch.no_grad()
-def heun_sample(denoiser: nn.Module, cond: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """EDM Algorithm 1 (deterministic Heun) from x = sigma_0 * noise down to sigma = 0.
+def heun_sample(denoiser: nn.Module, cond: torch.Tensor, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """EDM Algorithm 1 (deterministic Heun) from x at noise level sigmas[0] down to sigma = 0.
 
     Network evaluations: 2 per step except the last (Euler to sigma = 0): 2 * steps - 1.
     """
-    x = noise * sigmas[0]
     batch = x.shape[0]
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
@@ -101,5 +100,28 @@ def heun_sample(denoiser: nn.Module, cond: torch.Tensor, noise: torch.Tensor, si
     return x
 
 
-def heun_evaluations(steps: int) -> int:
-    return 2 * steps - 1
+@torch.no_grad()
+def refine_sample(denoiser: nn.Module, cond: torch.Tensor, noises: tuple[torch.Tensor, torch.Tensor],
+                  cfg: DiffusionConfig) -> torch.Tensor:
+    """PDE-Refiner in EDM terms: a first estimate, then a few denoising steps from small noise.
+
+    With refine_sigma < sigma_max: x0_hat = D(sigma_max * n0; sigma_max) is the denoiser's estimate from
+    pure noise (its regression prediction of the residual); it is re-noised to refine_sigma and Heun
+    runs `sample_steps` steps down to 0 on the Karras schedule, restoring the small, high-frequency
+    parts that a regression blurs, without the sample variance of sampling from sigma_max.
+    With refine_sigma >= sigma_max it is plain EDM sampling from sigma_max.
+    """
+    batch = cond.shape[0]
+    if cfg.refine_sigma >= cfg.sigma_max:
+        sigmas = karras_sigmas(cfg.sample_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho).to(cond.device)
+        return heun_sample(denoiser, cond, noises[0] * cfg.sigma_max, sigmas)
+    top = torch.full((batch,), cfg.sigma_max, device=cond.device)
+    first = denoiser(noises[0] * cfg.sigma_max, top, cond)
+    sigmas = karras_sigmas(cfg.sample_steps, cfg.sigma_min, cfg.refine_sigma, cfg.rho).to(cond.device)
+    return heun_sample(denoiser, cond, first + cfg.refine_sigma * noises[1], sigmas)
+
+
+def refine_evaluations(cfg: DiffusionConfig) -> int:
+    """Denoiser evaluations per time step of refine_sample."""
+    heun = 2 * cfg.sample_steps - 1
+    return heun if cfg.refine_sigma >= cfg.sigma_max else heun + 1

@@ -18,16 +18,28 @@ STAGE = "diffusion"
 
 
 @torch.no_grad()
-def residual_pairs(operator: torch.nn.Module, z: torch.Tensor, device: torch.device, chunk: int = 4096):
-    """For every (n, t): cond = [op(x_t), x_t] and residual x_{t+1} - op(x_t), normalised latent units.
+def residual_pairs(operator: torch.nn.Module, z: torch.Tensor, device: torch.device, unroll: int = 1,
+                   chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training pairs for the refiner, in normalised latent units.
 
-    Returns flat tensors: residual [M, C, L] and cond [M, 2C, L] with M = N * (T - 1), on `device`.
+    For j = 0 .. unroll-1, prev is the operator's own j-step prediction of x_{t+j} from the true x_t
+    (j = 0: the true state), pred = op(prev), and the residual is x_{t+j+1} - pred. With unroll > 1 the
+    refiner also learns to pull a drifting rollout back, which is where it is used at evaluation.
+    Returns flat tensors: residual [M, C, L] and cond = [pred, prev] [M, 2C, L], on `device`.
     """
     x = operator.normalise(z.to(device))
-    prev = x[:, :-1].reshape(-1, *x.shape[2:])
-    nxt = x[:, 1:].reshape(-1, *x.shape[2:])
-    pred = torch.cat([operator(prev[i : i + chunk]) for i in range(0, prev.shape[0], chunk)])
-    return nxt - pred, torch.cat([pred, prev], dim=1)
+    frames = x.shape[1]
+    residuals, conds = [], []
+    state = x[:, :-1]
+    for j in range(min(unroll, frames - 1)):
+        prev = state[:, : frames - 1 - j]
+        flat = prev.reshape(-1, *x.shape[2:])
+        pred = torch.cat([operator(flat[i : i + chunk]) for i in range(0, flat.shape[0], chunk)])
+        pred = pred.reshape(prev.shape)
+        residuals.append((x[:, j + 1 :] - pred).reshape(-1, *x.shape[2:]))
+        conds.append(torch.cat([pred, prev], dim=2).reshape(-1, 2 * x.shape[2], x.shape[3]))
+        state = pred
+    return torch.cat(residuals), torch.cat(conds)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -35,7 +47,7 @@ def run(ctx: StageContext) -> StageResult:
     autoencoder = load_autoencoder(ctx)
     operator = load_operator(ctx)
     latents = load_latents(ctx, autoencoder.uid)
-    residual, cond = residual_pairs(operator.model, latents["train"], device)
+    residual, cond = residual_pairs(operator.model, latents["train"], device, cfg.diffusion.cond_unroll)
     residual_std = residual.std().clamp_min(1e-8)
     x0 = residual / residual_std  # unit std, so sigma_data = 1
     model = ResidualDenoiser(residual.shape[1], cfg.diffusion).to(device)
@@ -70,7 +82,7 @@ def refinement_check(ctx: StageContext, operator: torch.nn.Module, denoiser: tor
     denoiser.eval()
     residual, cond = residual_pairs(operator, z_val, device)
     residual, cond = residual[:limit], cond[:limit]
-    refine = heun_refiner(denoiser, cfg.sample_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
+    refine = heun_refiner(denoiser, cfg)
     generator = torch.Generator(device=device).manual_seed(ctx.cfg.evaluate.seed)
     refined = refine(cond[:, : residual.shape[1]], cond[:, residual.shape[1] :], generator)
     return {

@@ -29,7 +29,7 @@ def run(ctx: StageContext) -> StageResult:
     teacher = load_diffusion(ctx)
     teacher.model.requires_grad_(False)
     latents = load_latents(ctx, autoencoder.uid)
-    residual, cond = residual_pairs(operator.model, latents["train"], device)
+    residual, cond = residual_pairs(operator.model, latents["train"], device, cfg.diffusion.cond_unroll)
     residual_std = teacher.model.residual_std
     x0 = residual / residual_std
     # The student starts from the teacher's weights; the target is an EMA of the student.

@@ -16,7 +16,7 @@ from training.context import StageContext, StageResult
 from training.datafiles import load_split
 from training.loop import TrainSpec, train
 from training.metrics_report import MethodMetrics, compute_method_metrics, write_reports
-from training.models.diffusion import heun_evaluations
+from training.models.diffusion import refine_evaluations
 from training.models.fno import FNOStepper
 from training.schedule import BatchDraw
 from training.stages.autoencoder import reconstruction_nrmse
@@ -75,10 +75,9 @@ def build_methods(ctx: StageContext, fno: FNOStepper) -> tuple[list[Surrogate], 
     if "diffusion" in cfg.stages:
         diffusion = load_diffusion(ctx)
         upstream["diffusion"] = diffusion.uid
-        refine = heun_refiner(diffusion.model, cfg.diffusion.sample_steps, cfg.diffusion.sigma_min,
-                              cfg.diffusion.sigma_max, cfg.diffusion.rho)
+        refine = heun_refiner(diffusion.model, cfg.diffusion)
         methods.append(LatentSurrogate("operator+diffusion", autoencoder.model, operator.model, refiner=refine,
-                                       refiner_evaluations=heun_evaluations(cfg.diffusion.sample_steps),
+                                       refiner_evaluations=refine_evaluations(cfg.diffusion),
                                        seed=cfg.evaluate.seed))
         if "distill" in cfg.stages:
             student = load_student(ctx)
