@@ -119,6 +119,7 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
         window_loss += loss.detach().float()
         window_steps += 1
         done = step + 1
+        tracker.step(done, loop.steps)
         if done % loop.log_every == 0 or done == loop.steps:
             last_loss = (window_loss / window_steps).item()  # note: a CPU-GPU sync point, once per window
             first_loss = last_loss if first_loss is None else first_loss

@@ -2,7 +2,8 @@
 
 Only rank 0 writes. Progress lines go to stdout and to `logs/<stage>.log` (written by us, so they
 exist also when stdout is a tmux pane); status.json is rewritten atomically at most every
-`status_every_s` seconds and at every stage change.
+`status_every_s` seconds by a heartbeat thread (so it stays fresh during long steps, cache building or
+evaluation) and at every stage change.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -45,6 +47,16 @@ class Tracker:
             "samples_per_s": None, "eta_s": None, "state": "running", "error": None,
             "wandb_url": wandb.url, "updated_at": _utc_now(),
         }
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        if is_main:
+            self._heartbeat = threading.Thread(target=self._beat, name="status-heartbeat", daemon=True)
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.status_every_s):
+            self.write_status(force=True)
 
     # -- lines -------------------------------------------------------------------------------------
     def line(self, message: str) -> None:
@@ -61,9 +73,8 @@ class Tracker:
         if self.is_main:
             self.paths.logs.mkdir(parents=True, exist_ok=True)
             self._stage_log = self.paths.stage_log(stage).open("a", buffering=1)
-        self._status.update(stage=stage, step=0, total_steps=total_steps, loss=None, samples_per_s=None,
-                            eta_s=None, state="running", error=None)
-        self.write_status(force=True)
+        self.write_status(force=True, stage=stage, step=0, total_steps=total_steps, loss=None, samples_per_s=None,
+                          eta_s=None, state="running", error=None, _steps_per_s=None)
 
     def end_stage(self) -> None:
         if self._stage_log is not None:
@@ -71,12 +82,21 @@ class Tracker:
             self._stage_log = None
 
     # -- progress ----------------------------------------------------------------------------------
+    def step(self, step: int, total: int) -> None:
+        """Called every optimiser step (cheap: no sync, no I/O); the heartbeat publishes it."""
+        rate = self._status.get("_steps_per_s")
+        eta = (max(total - step, 0) / rate) if rate else None
+        with self._lock:
+            self._status.update(step=step, total_steps=total, eta_s=None if eta is None else round(eta, 1))
+
     def progress(self, stage: str, step: int, total: int, loss: float | None, *, samples_per_s: float | None,
                  steps_per_s: float | None, print_line: bool) -> None:
-        """Record a step; print a progress line when asked; status.json follows at its own pace."""
+        """Record a measured window; print a progress line when asked; status.json follows at its own pace."""
         eta = (max(total - step, 0) / steps_per_s) if steps_per_s else None
-        self._status.update(stage=stage, step=step, total_steps=total, loss=loss, samples_per_s=samples_per_s,
-                            eta_s=None if eta is None else round(eta, 1))
+        with self._lock:
+            self._status.update(stage=stage, step=step, total_steps=total, loss=loss,
+                                samples_per_s=samples_per_s, eta_s=None if eta is None else round(eta, 1),
+                                _steps_per_s=steps_per_s or self._status.get("_steps_per_s"))
         if print_line:
             loss_text = "nan" if loss is None else f"{loss:.4e}"
             rate = "?" if samples_per_s is None else f"{samples_per_s:.0f}"
@@ -84,21 +104,26 @@ class Tracker:
         self.write_status()
 
     def write_status(self, *, force: bool = False, **fields: Any) -> None:
-        self._status.update(fields)
-        now = time.monotonic()
-        if not self.is_main or (not force and now - self._last_status < self.status_every_s):
-            return
-        self._last_status = now
-        self._status["updated_at"] = _utc_now()
-        atomic_write_json(self.paths.status, self._status)
+        with self._lock:
+            self._status.update(fields)
+            now = time.monotonic()
+            if not self.is_main or (not force and now - self._last_status < self.status_every_s):
+                return
+            self._last_status = now
+            self._status["updated_at"] = _utc_now()
+            snapshot = {key: value for key, value in self._status.items() if not key.startswith("_")}
+            atomic_write_json(self.paths.status, snapshot)
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
         if self.is_main:
             self.wandb.log(metrics)
 
     def close(self, state: str, error: str | None = None) -> None:
-        self._status.update(state=state, error=error, eta_s=0 if state == "done" else self._status["eta_s"])
-        self.write_status(force=True)
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=10)
+        self.write_status(force=True, state=state, error=error,
+                          eta_s=0 if state == "done" else self._status["eta_s"])
         self.end_stage()
         if self.is_main:
             self.wandb.finish(exit_code=0 if state == "done" else 1)
