@@ -13,9 +13,11 @@ import argparse
 import gzip
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 # Never shipped even when not ignored: they are big, machine-specific, or produced on the instance.
@@ -38,8 +40,10 @@ def tree_files(root: Path) -> list[str]:
 def pack(root: Path, out: Path) -> dict:
     files = tree_files(root)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
+    # A private temporary name: launches running side by side pack the same tree at the same time.
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in files:
             info = tar.gettarinfo(str(root / name), arcname=name)

@@ -1,0 +1,118 @@
+"""The e2e scenarios: each drives real playbooks against the shared local world and records what it saw.
+
+They run side by side (conftest.scenarios); the tests in test_launch_e2e.py assert on the records.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import yaml
+from conftest import LONG_CONFIG, TINY_PLAN, Record, wait_for
+
+from tools import demo
+from tools.world import LocalWorld
+
+CODE_DIR = "/workspace/universal_simulator"
+# Runs launched side by side would exhaust the emulator's few reliable RTX 4090 offers: any GPU will do.
+ANY_GPU = ("-e", "gpu=any")
+
+
+def demo_path(world: LocalWorld, rec: Record) -> None:
+    """`make demo`'s own path with the tiny dataset: launch, follow to the end, look at the results."""
+    lines: list[str] = []
+    outcome = demo.run(world, TINY_PLAN, "e2e-demo", say=lines.append, stream_ansible=False)
+    rec.outputs.append(outcome.launch_output)
+    demo.show(outcome, world, say=lines.append)
+    rec.facts.update(outcome=outcome, lines=lines)
+
+
+def crash(world: LocalWorld, rec: Record) -> None:
+    """The pipeline crashes mid-stage (TRAIN_FAIL_AT_STAGE): logs still land in the bucket, the instance goes."""
+    run = "e2e-crash"
+    rec.playbook(world.launch("tiny", run, *ANY_GPU, "-e", '{"pipeline_env": {"TRAIN_FAIL_AT_STAGE": "operator"}}'))
+    world.wait_gone(run, timeout=300)
+    rec.facts.update(artifacts=world.artifacts(run), heartbeat=world.heartbeat(run),
+                     pipeline_log=world.s3.read(f"runs/{run}/logs/pipeline.log").decode())
+
+
+def budget(world: LocalWorld, rec: Record) -> None:
+    """max_runtime_hours=0.01 on a run that would take far longer: stopped, synced, destroyed.
+
+    Launched as a one-entry sweep whose override makes the operator stage endless, which also proves that a
+    sweep's dotted overrides reach the pipeline.
+    """
+    sweep = world.root / "budget-sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"config": "tiny", "runs": [{"overrides": {"operator.steps": 100000}}]}))
+    rec.playbook(world.launch("tiny", "e2e-budget", *ANY_GPU, "-e", f"sweep={sweep}", "-e", "max_runtime_hours=0.01"))
+    run = "e2e-budget-1"
+    world.wait_gone(run, timeout=300)
+    rec.facts.update(artifacts=world.artifacts(run), heartbeat=world.heartbeat(run),
+                     operator_log=world.s3.read(f"runs/{run}/logs/operator.log").decode())
+
+
+def relaunch(world: LocalWorld, rec: Record) -> None:
+    """auto_shutdown=false; look for secrets on the live instance; relaunch once the run succeeded; tear down."""
+    run = "e2e-relaunch"
+    args = (*ANY_GPU, "-e", "auto_shutdown=false")
+    rec.playbook(world.launch("tiny", run, *args))
+    # At once, while the pipeline runs: every process and every file the run made on the instance.
+    _, ps, _ = world.ssh(run, "ps -eo pid,args")
+    _, onstart, _ = world.ssh(run, "cat /root/onstart.sh")
+    _, container_key, _ = world.ssh(run, "printenv CONTAINER_API_KEY")
+    rec.facts.update(ps=ps, onstart=onstart, container_key=container_key.strip())
+    beat = wait_for("the run to succeed", lambda: _succeeded(world, run), timeout=240)
+    # /root/.ssh/environment is the emulator's stand-in for the container environment (a real Vast image
+    # exports it to /etc/environment); /root/.cache is the shared package cache.
+    secrets = [*world.secrets.values(), rec.facts["container_key"]]
+    grep = ("grep -rlF --exclude=environment --exclude-dir=.cache " + " ".join(f"-e {s}" for s in secrets)
+            + " /workspace /tmp /root; true")
+    _, files_with_secrets, _ = world.ssh(run, grep, timeout=120)
+    _, files_seen, _ = world.ssh(run, "find /workspace /tmp /root -type f -not -path '*/.cache/*' | wc -l")
+    rec.facts.update(heartbeat=beat, files_with_secrets=files_with_secrets.split(), files_seen=int(files_seen))
+    second = rec.playbook(world.launch("tiny", run, *args))
+    rec.facts.update(second=second, objects={k: world.s3.read(k) for k in world.s3.keys(f"runs/{run}/")})
+    rec.playbook(world.playbook("teardown.yml", "-e", f"run={run}", "-e", f"ssh_key_file={world.keys.private_key}",
+                                "-e", f"known_hosts_dir={world.root / 'known_hosts'}"))
+    world.wait_gone(run, timeout=60)
+    rec.facts["gone"] = True
+
+
+def resume(world: LocalWorld, rec: Record) -> None:
+    """Preempted mid-stage (emulator fault: the instance is stopped), relaunched under the same name: the run
+    resumes from its checkpoints instead of starting over."""
+    run = "e2e-resume"
+    rec.playbook(world.launch(LONG_CONFIG, run, *ANY_GPU))
+    key = f"runs/{run}/checkpoints/operator/last.pt"
+    wait_for("an operator checkpoint in the bucket", lambda: key in world.s3.keys(f"runs/{run}/"), timeout=240)
+    instance_id = world.instance(run)["id"]
+    world.emulator.set_faults({"kind": "preempt", "target": {"instance_id": instance_id}})
+    wait_for("the instance to be stopped", lambda: world.instance(run)["actual_status"] == "stopped", timeout=60)
+    rec.facts["preempted"] = world.instance(run)["status_msg"]
+    rec.playbook(world.launch(LONG_CONFIG, run, *ANY_GPU))
+    rec.facts["same_instance"] = world.instance(run)["id"] == instance_id
+    log = wait_for("the resumed operator stage", lambda: _resumed_log(world, run), timeout=180)
+    rec.facts["log"] = log
+    rec.playbook(world.playbook("teardown.yml", "-e", f"run={run}", "-e", f"ssh_key_file={world.keys.private_key}",
+                                "-e", f"known_hosts_dir={world.root / 'known_hosts'}"))
+    world.wait_gone(run, timeout=60)
+
+
+def _succeeded(world: LocalWorld, run: str) -> dict | None:
+    beat = world.heartbeat(run)
+    if beat and beat.get("state") not in (None, "starting", "running") and beat.get("phase") == "done":
+        return beat
+    return None
+
+
+def _resumed_log(world: LocalWorld, run: str) -> str | None:
+    code, log, _ = world.ssh(run, f"cat {CODE_DIR}/logs/pipeline.log")
+    started = [m.start() for m in re.finditer(r"PIPELINE STARTED", log)]
+    if code == 0 and len(started) >= 2 and re.search(r"\[operator\] resuming .* at step \d+", log[started[-1]:]):
+        return log
+    time.sleep(1)
+    return None
+
+
+SCENARIOS = {"demo_path": demo_path, "crash": crash, "budget": budget, "relaunch": relaunch, "resume": resume}
