@@ -3,6 +3,7 @@
     python -m training.bench                       # CPU preset (configs/bench_cpu.yaml, ~15 min on 2 cores)
     python -m training.bench --preset gpu          # configs/bench_gpu.yaml, one command, < 8 min on an H200
     python -m training.bench --steps-scale 0.25    # a shortened run (every stage's steps x 0.25)
+    python -m training.bench --preset gpu --steps-scale 0.1 --samples 800   # a ~2-3 min GPU smoke run
 
 Writes <out>/bench.json and <out>/bench.md (the table for docs/benchmarks.md) next to the run dir.
 Aims are reported as measured, met or missed; nothing here is a test.
@@ -11,6 +12,7 @@ Aims are reported as measured, met or missed; nothing here is a test.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -130,20 +132,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="bench folder (default /tmp/us_bench_<preset>)")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps")
+    parser.add_argument("--samples", type=int, default=None, help="trajectories to generate (default: preset's)")
     parser.add_argument("--fresh", action="store_true", help="delete an earlier run dir first (data is kept)")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
+    if args.samples is not None:
+        preset = dataclasses.replace(preset, samples=args.samples)
     out = args.out or Path(f"/tmp/us_bench_{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_MODE", "disabled")
     config = scaled_config(preset.config, args.steps_scale, out)
     print(f"bench: preset {args.preset}, config {config}, out {out}", flush=True)
-    data_wall = make_data(preset, out / "data")
-    run_dir = out / f"run_x{args.steps_scale:g}"
+    data_dir = out / (f"data_{preset.samples}" if args.samples is not None else "data")
+    data_wall = make_data(preset, data_dir)
+    run_dir = out / (f"run_x{args.steps_scale:g}" + (f"_n{args.samples}" if args.samples is not None else ""))
     if args.fresh and run_dir.exists():
         shutil.rmtree(run_dir)
     started = time.perf_counter()
-    code = run_pipeline(PipelineOptions(config_path=config, stage="all", run_dir=run_dir, data_dir=out / "data",
+    code = run_pipeline(PipelineOptions(config_path=config, stage="all", run_dir=run_dir, data_dir=data_dir,
                                         run_name=f"bench-{args.preset}", reset_cache=True))
     wall = time.perf_counter() - started
     if code != 0:

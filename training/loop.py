@@ -66,16 +66,26 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
     optimizer = torch.optim.AdamW(spec.model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, loop))
 
-    if ctx.checkpoints.exists(folder, final_name):
-        payload = ctx.checkpoints.load(folder, final_name, config=ctx.config_dict, kind=spec.kind)
+    found: dict[str, dict[str, Any]] = {}
+    for name in (final_name, last_name):
+        if ctx.checkpoints.exists(folder, name):
+            stored = ctx.checkpoints.load(folder, name, config=ctx.config_dict, kind=spec.kind)
+            if stored.get("data_fingerprint") == ctx.data.fingerprint:
+                found[name] = stored
+            else:  # a result of other data files is stale: train afresh
+                tracker.line(f"[{spec.stage}] {folder}/{name} was made from other data files: discarded")
+                ctx.checkpoints.remove(folder, name)
+    runtime.barrier()  # no rank looks again before rank 0 has removed a stale file
+    if final_name in found:
+        payload = found[final_name]
         _restore_modules(modules, payload)
         tracker.line(f"[{spec.stage}] {folder}/{final_name} exists: reusing it (step {payload['step']})")
         return LoopOutcome(uid=payload["uid"], steps=payload["step"], first_loss=payload["first_loss"],
                            final_loss=payload["final_loss"], wall_s=0.0, samples_per_s=None,
                            extra=payload.get("extra", {}), resumed_from=payload["step"])
     start, first_loss = 0, None
-    if ctx.checkpoints.exists(folder, last_name):
-        payload = ctx.checkpoints.load(folder, last_name, config=ctx.config_dict, kind=spec.kind)
+    if last_name in found:
+        payload = found[last_name]
         _restore_modules(modules, payload)
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
@@ -96,6 +106,7 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
             "config": ctx.config_dict, "uid": weights_digest(spec.model) if final else "", "upstream": spec.upstream,
             "extra": spec.extra, "first_loss": first_loss, "final_loss": final_loss,
+            "data_fingerprint": ctx.data.fingerprint,
         }
 
     fail_step = max(loop.steps // 2, 1)
@@ -143,7 +154,8 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
     payload = payload_at(loop.steps, True, last_loss)
     ctx.checkpoints.save(folder, final_name, payload)
     ctx.checkpoints.write_marker(folder, final_name.replace(".pt", ".json"),
-                                 {"uid": payload["uid"], "upstream": spec.upstream, "step": loop.steps,
+                                 {"uid": payload["uid"], "upstream": {**spec.upstream, "data": ctx.data.fingerprint},
+                                  "step": loop.steps,
                                   "config": ctx.config_dict})
     ctx.checkpoints.remove(folder, last_name)
     runtime.barrier()

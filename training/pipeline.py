@@ -68,7 +68,7 @@ def final_marker(store: CheckpointStore, stage: str) -> dict | None:
     return store.read_marker(stage, "final.json")
 
 
-def is_finished(store: CheckpointStore, stage: str, config: dict) -> tuple[bool, str]:
+def is_finished(store: CheckpointStore, stage: str, config: dict, data_fingerprint: str) -> tuple[bool, str]:
     """(finished, why not): finished means a final checkpoint made from the current upstream results.
 
     A final checkpoint made with another config is an error, not a reason to retrain silently.
@@ -86,6 +86,8 @@ def is_finished(store: CheckpointStore, stage: str, config: dict) -> tuple[bool,
             f"{store.path(stage, 'final.pt')}: made with another config; differing keys: {'; '.join(differences[:8])}. "
             "Use the config it was made with, or a fresh --run-dir (or TRAIN_RUN_NAME) for this config."
         )
+    if marker["upstream"].get("data") != data_fingerprint:
+        return False, "data files changed since it was made"
     for upstream in UPSTREAM[stage]:
         current = final_marker(store, upstream)
         if current is None or marker["upstream"].get(upstream) != current["uid"]:
@@ -153,7 +155,7 @@ def run_pipeline(options: PipelineOptions) -> int:
 def _run_stage(ctx: StageContext, stage: str, *, explicit: bool) -> StageResult:
     store, tracker = ctx.checkpoints, ctx.tracker
     try:
-        finished, why = is_finished(store, stage, ctx.config_dict)
+        finished, why = is_finished(store, stage, ctx.config_dict, ctx.data.fingerprint)
     except CheckpointError as exc:
         if not explicit:  # `all` never silently replaces a result made with another config
             raise

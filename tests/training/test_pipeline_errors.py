@@ -174,3 +174,17 @@ def test_failure_hook_reports_the_stage(tmp_path, trained_autoencoder, data_dir,
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "failed" and status["stage"] == "cache" and "InjectedFailure" in status["error"]
     assert (run_dir / "logs" / "cache.log").read_text().splitlines()[-1].startswith("PIPELINE FAILED stage=cache:")
+
+
+def test_new_data_files_retrain_a_finished_stage(tmp_path, trained_autoencoder, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_autoencoder, run_dir)
+    other_data = generate_tiny_data(tmp_path / "other", seed=1)
+    raw = tiny_config_dict()
+    raw["stages"] = ["autoencoder"]  # `all` = just this stage; `stages` does not change what weights mean
+    config = write_config(tmp_path / "c.yaml", raw)
+    assert run_in_process(config, run_dir, other_data) == 0
+    out = capsys.readouterr().out
+    assert "[autoencoder] final checkpoint is stale (data files changed since it was made): training again" in out
+    assert json.loads((run_dir / "checkpoints" / "autoencoder" / "final.json").read_text())["upstream"]["data"] != \
+        json.loads((trained_autoencoder / "checkpoints" / "autoencoder" / "final.json").read_text())["upstream"]["data"]

@@ -145,6 +145,7 @@ def run(ctx: StageContext) -> StageResult:
     ctx.tracker.wandb.summary({f"{STAGE}/{name}/{key}": value for name, metric in results.items()
                                for key, value in metric.scalars().items()})
     ctx.tracker.wandb.log_images({f"{STAGE}/{p.stem}": p for p in files if p.suffix == ".png"})
+    upstream["data"] = ctx.data.fingerprint
     ctx.checkpoints.write_marker(STAGE, "final.json", {"uid": "", "upstream": upstream, "step": steps,
                                                             "config": ctx.config_dict})
     ctx.checkpoints.save(STAGE, "final.pt", {"config": ctx.config_dict, "uid": "", "upstream": upstream})
