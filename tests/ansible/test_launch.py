@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from ctl_support import creates_since, instances, last_seq, writes_since
 
 LAUNCH = ["-e", "config=tiny", "-e", "provision=false"]
@@ -21,6 +22,7 @@ def test_launch_is_idempotent_and_in_inventory(ansible, emulator):
     assert graph.rc == 0, graph.out
     running = graph.out.split("@vast_running:", 1)[1].split("@", 1)[0]
     assert "ctl-one" in running
+    assert "ctl-one" in graph.out.split("@config_ctl:", 1)[1].split("@", 1)[0]  # keyed_groups from inventory/vast.yml
     host = json.loads(ansible.run("ansible-inventory", "-i", "inventory/vast.yml", "--host", "ctl-one").out)
     assert host["vast_id"] == rows[0]["id"] and host["ansible_user"] == "root"
     assert (host["ansible_host"], host["ansible_port"]) == ("127.0.0.1", rows[0]["ssh_port"])
@@ -74,6 +76,7 @@ def _catalogue_machines() -> dict[int, int]:
     return {o["id"]: o["machine_id"] for o in data["offers"]}
 
 
+@pytest.mark.slow
 def test_failed_provisioning_ends_with_the_instance_destroyed(ansible, emulator):
     for name in ("B2_KEY_ID", "B2_APP_KEY", "B2_S3_ENDPOINT", "B2_S3_REGION", "B2_BUCKET"):
         emulator.api("DELETE", "/api/v0/secrets/", json={"key": name})
@@ -90,3 +93,18 @@ def test_failed_provisioning_ends_with_the_instance_destroyed(ansible, emulator)
     assert kept.rc != 0
     assert "LEFT RUNNING AND BILLING" in kept.out and "auto_shutdown=false" in kept.out
     assert [r["actual_status"] for r in instances(emulator, "ctl-abort-kept")] == ["running"]
+
+
+def test_inventory_cache_serves_the_last_listing_until_flushed(ansible, emulator, tmp_path):
+    instance_id = emulator.launch(label="ctl-cached")
+    emulator.wait_status(instance_id, "running")
+    config = tmp_path / "cached.vast.yml"
+    config.write_text("plugin: vast\nlabel_prefix: ctl-cached\ncache: true\ncache_plugin: ansible.builtin.jsonfile\n"
+                      f"cache_connection: {tmp_path / 'cache'}\ncache_timeout: 600\n")
+    first = ansible.run("ansible-inventory", "-i", str(config), "--list")
+    assert first.rc == 0 and "ctl-cached" in json.loads(first.out)["vast"]["hosts"], first.out
+    emulator.destroy(instance_id)
+    cached = ansible.run("ansible-inventory", "-i", str(config), "--list")
+    assert "ctl-cached" in json.loads(cached.out)["vast"]["hosts"]  # from the cache, no API call
+    fresh = ansible.run("ansible-inventory", "-i", str(config), "--list", "--flush-cache")
+    assert "ctl-cached" not in json.dumps(json.loads(fresh.out).get("vast", {}))

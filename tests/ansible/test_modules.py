@@ -17,83 +17,106 @@ MODULES = ("vast_offer_info", "vast_instance", "vast_instance_info", "vast_env_v
            "vast_ssh_key")
 
 
-def module(ansible, name: str, args: dict, *flags: str):
-    """Run one module on localhost through a one-task playbook; returns (rc, result dict, output)."""
+def modules(ansible, *steps, flags: tuple = ()):
+    """Run module calls on localhost as the tasks of one playbook (one ansible start-up for all of them).
+
+    A step is (module, args) or (module, args, task keywords); args may template earlier results `r0`, `r1`, ...
+    Returns [(rc, result)] per step and the output.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="ctl-module-"))
-    result_file = workdir / "result.json"
-    playbook = workdir / "call.yml"
-    playbook.write_text(yaml.safe_dump([{
-        "name": "Call one module", "hosts": "localhost", "gather_facts": False,
-        "tasks": [
-            {"name": f"Run {name}", name: args, "register": "out", "ignore_errors": True},
-            {"name": "Keep the result", "ansible.builtin.copy": {"content": "{{ out | to_json }}",
-                                                                "dest": str(result_file), "mode": "0600"},
-             "check_mode": False},
-        ],
-    }]))
+    tasks = []
+    for i, step in enumerate(steps):
+        name, args, keywords = (*step, {})[:3]
+        tasks.append({"name": f"Step {i}: {name}", name: args, "register": f"r{i}", "ignore_errors": True,
+                      **keywords})
+    tasks.append({"name": "Keep the results", "check_mode": False, "ansible.builtin.copy": {
+        "content": "{{ [" + ", ".join(f"r{i} | default({{}})" for i in range(len(steps))) + "] | to_json }}",
+        "dest": str(workdir / "results.json"), "mode": "0600"}})
+    playbook = workdir / "calls.yml"
+    playbook.write_text(yaml.safe_dump([{"name": "Call modules", "hosts": "localhost", "gather_facts": False,
+                                         "tasks": tasks}]))
     run = ansible.run("ansible-playbook", str(playbook), *flags)
-    result = json.loads(result_file.read_text()) if result_file.exists() else {}
-    return (1 if result.get("failed") or run.rc else 0), result, run.out
+    results = json.loads((workdir / "results.json").read_text()) if (workdir / "results.json").exists() else []
+    assert len(results) == len(steps), run.out[-3000:]
+    return [(1 if r.get("failed") else 0, r) for r in results], run.out
+
+
+def module(ansible, name: str, args: dict, *flags: str):
+    """One module call; returns (rc, result, output)."""
+    ((rc, result),), out = modules(ansible, (name, args), flags=flags)
+    return rc, result, out
 
 
 def test_every_module_and_the_inventory_plugin_render_their_docs(ansible):
+    doc = ansible.run("ansible-doc", "-M", "library", *MODULES)
+    assert doc.rc == 0, doc.out
     for name in MODULES:
-        doc = ansible.run("ansible-doc", "-M", "library", name)
-        assert doc.rc == 0 and "api_key" in doc.out and "EXAMPLES" in doc.out and "RETURN VALUES" in doc.out, doc.out
+        page = doc.out.split(f"> MODULE {name} ", 1)[1].split("> MODULE ", 1)[0]
+        assert "api_key" in page and "EXAMPLES" in page and "RETURN VALUES" in page, page
     plugin = ansible.run("ansible-doc", "-t", "inventory", "vast")
     assert plugin.rc == 0 and "keyed_groups" in plugin.out and "known_hosts_dir" in plugin.out, plugin.out
 
 
 def test_env_var_is_idempotent_and_never_returns_values(ansible, emulator):
     secret = "hush-9c41e2d0"
-    rc, first, out = module(ansible, "vast_env_var", {"name": "CTL_TOKEN", "value": secret})
-    assert rc == 0 and first["changed"] and first["outcomes"] == {"CTL_TOKEN": "created"}
-    rc, again, out2 = module(ansible, "vast_env_var", {"name": "CTL_TOKEN", "value": secret})
-    assert rc == 0 and not again["changed"] and again["unchanged"] == ["CTL_TOKEN"]
-    rc, updated, out3 = module(ansible, "vast_env_var", {"name": "CTL_TOKEN", "value": secret + "x"}, "--check")
-    assert rc == 0 and updated["changed"] and emulator.api("GET", "/api/v0/secrets/").json()["secrets"]["CTL_TOKEN"] == secret
-    assert secret not in out + out2 + out3
-    rc, names, _ = module(ansible, "vast_env_var_info", {"required": ["CTL_TOKEN", "CTL_MISSING"]})
-    assert "CTL_TOKEN" in names["names"] and names["missing"] == ["CTL_MISSING"]
+    (first, again, dry, info), out = modules(
+        ansible,
+        ("vast_env_var", {"name": "CTL_TOKEN", "value": secret}),
+        ("vast_env_var", {"name": "CTL_TOKEN", "value": secret}),
+        ("vast_env_var", {"name": "CTL_TOKEN", "value": secret + "x"}, {"check_mode": True}),
+        ("vast_env_var_info", {"required": ["CTL_TOKEN", "CTL_MISSING"]}))
+    assert first[0] == 0 and first[1]["changed"] and first[1]["outcomes"] == {"CTL_TOKEN": "created"}
+    assert again[0] == 0 and not again[1]["changed"] and again[1]["unchanged"] == ["CTL_TOKEN"]
+    assert dry[0] == 0 and dry[1]["changed"] and dry[1]["outcomes"] == {"CTL_TOKEN": "updated"}
+    assert emulator.api("GET", "/api/v0/secrets/").json()["secrets"]["CTL_TOKEN"] == secret  # check mode wrote nothing
+    assert "CTL_TOKEN" in info[1]["names"] and info[1]["missing"] == ["CTL_MISSING"]
+    assert secret not in out and secret not in json.dumps([first, again, dry, info])
     rc, gone, _ = module(ansible, "vast_env_var", {"name": "CTL_TOKEN", "state": "absent"})
     assert rc == 0 and gone["outcomes"] == {"CTL_TOKEN": "deleted"}
     assert "CTL_TOKEN" not in emulator.api("GET", "/api/v0/secrets/").json()["secrets"]
 
 
 def test_ssh_key_registers_once_and_attaches_only_when_refused(ansible, emulator, tmp_path):
-    rc, created, _ = module(ansible, "vast_instance",
-                            {"label": "ctl-key", "state": "running", "disk": 16, "min_reliability": 0.9,
-                             "poll_interval": 0.5, "ssh_key_file": ansible.common_vars[1].split("=", 1)[1]})
-    assert rc == 0, created
-    instance_id = created["instance"]["id"]
     extra = make_ssh_keypair(tmp_path / "extra")
-    args = {"public_key": extra.public_key, "instance_id": instance_id, "private_key_file": str(extra.private_key)}
-    rc, first, _ = module(ansible, "vast_ssh_key", args)
-    assert rc == 0 and first["registered"] and first["attached"] and first["changed"]
-    rc, again, _ = module(ansible, "vast_ssh_key", args)
-    assert rc == 0 and not again["changed"] and again["key_id"] == first["key_id"]
-    rc, removed, _ = module(ansible, "vast_ssh_key", {"public_key": extra.public_key, "state": "absent"})
-    assert rc == 0 and removed["changed"]
-    rc, bad, out = module(ansible, "vast_ssh_key", {"public_key": "-----BEGIN OPENSSH PRIVATE KEY----- abc"})
-    assert rc != 0 and "that is a private key" in out
+    attach = {"public_key": extra.public_key, "instance_id": "{{ r0.instance.id }}",
+              "private_key_file": str(extra.private_key)}
+    (created, first, again, removed, bad), out = modules(
+        ansible,
+        ("vast_instance", {"label": "ctl-key", "state": "running", "disk": 16, "min_reliability": 0.9,
+                           "poll_interval": 0.5, "ssh_key_file": _launch_key(ansible)}),
+        ("vast_ssh_key", attach),
+        ("vast_ssh_key", attach),
+        ("vast_ssh_key", {"public_key": extra.public_key, "state": "absent"}),
+        ("vast_ssh_key", {"public_key": "-----BEGIN OPENSSH PRIVATE KEY----- abc"}))
+    assert created[0] == 0, created
+    assert first[0] == 0 and first[1]["registered"] and first[1]["attached"] and first[1]["changed"]
+    assert again[0] == 0 and not again[1]["changed"] and again[1]["key_id"] == first[1]["key_id"]
+    assert removed[0] == 0 and removed[1]["changed"]
+    assert bad[0] != 0 and "that is a private key" in bad[1]["msg"]
+
+
+def _launch_key(ansible) -> str:
+    return next(v.split("=", 1)[1] for v in ansible.common_vars if v.startswith("ssh_key_file="))
 
 
 def test_stopped_run_is_started_and_replaced_when_it_does_not_come_back(ansible, emulator):
     base = {"label": "ctl-restart", "disk": 16, "min_reliability": 0.9, "poll_interval": 0.5,
-            "ssh_key_file": ansible.common_vars[1].split("=", 1)[1]}
-    rc, created, _ = module(ansible, "vast_instance", {**base, "state": "running"})
-    assert rc == 0, created
-    first_id, first_machine = created["instance"]["id"], created["instance"]["machine_id"]
-    rc, stopped, _ = module(ansible, "vast_instance", {**base, "state": "stopped"})
-    assert rc == 0 and stopped["changed_ids"] == [first_id]
+            "ssh_key_file": _launch_key(ansible)}
+    (created, stopped), _ = modules(ansible, ("vast_instance", {**base, "state": "running"}),
+                                    ("vast_instance", {**base, "state": "stopped"}))
+    assert created[0] == 0, created
+    first_id, first_machine = created[1]["instance"]["id"], created[1]["instance"]["machine_id"]
+    assert stopped[0] == 0 and stopped[1]["changed_ids"] == [first_id]
     assert emulator.instance(first_id)["actual_status"] == "stopped"
 
-    rc, started, _ = module(ansible, "vast_instance", {**base, "state": "running"})
-    assert rc == 0 and started["instance"]["id"] == first_id and started["instance"]["actual_status"] == "running"
-    assert [a["action"] for a in started["attempts"]] == ["start"]
+    (started, stopped_again), _ = modules(ansible, ("vast_instance", {**base, "state": "running"}),
+                                          ("vast_instance", {**base, "state": "stopped"}))
+    assert started[0] == 0 and started[1]["instance"]["id"] == first_id
+    assert started[1]["instance"]["actual_status"] == "running"
+    assert [a["action"] for a in started[1]["attempts"]] == ["start"]
+    assert stopped_again[0] == 0
 
     # A preempted run whose machine never comes back: started, stuck, destroyed, replaced elsewhere.
-    module(ansible, "vast_instance", {**base, "state": "stopped"})
     emulator.set_faults({"kind": "stuck_loading", "target": {"instance_id": first_id}})
     rc, replaced, out = module(ansible, "vast_instance", {**base, "state": "running", "loading_timeout": 3})
     assert rc == 0, out
@@ -106,13 +129,13 @@ def test_stopped_run_is_started_and_replaced_when_it_does_not_come_back(ansible,
 
 def test_exact_count_creates_in_parallel_and_trims(ansible, emulator):
     base = {"label": "ctl-pool", "disk": 16, "min_reliability": 0.9, "poll_interval": 0.5, "state": "running"}
-    rc, grown, out = module(ansible, "vast_instance", {**base, "exact_count": 2})
-    assert rc == 0, out
-    assert sorted(i["label"] for i in grown["instances"]) == ["ctl-pool-1", "ctl-pool-2"]
-    rc, same, _ = module(ansible, "vast_instance", {**base, "exact_count": 2})
-    assert rc == 0 and not same["changed"]
-    rc, trimmed, _ = module(ansible, "vast_instance", {**base, "exact_count": 1})
-    assert rc == 0 and trimmed["changed"] and len(trimmed["terminated_ids"]) == 1
+    (grown, same, trimmed), out = modules(ansible, ("vast_instance", {**base, "exact_count": 2}),
+                                          ("vast_instance", {**base, "exact_count": 2}),
+                                          ("vast_instance", {**base, "exact_count": 1}))
+    assert grown[0] == 0, out
+    assert sorted(i["label"] for i in grown[1]["instances"]) == ["ctl-pool-1", "ctl-pool-2"]
+    assert same[0] == 0 and not same[1]["changed"]
+    assert trimmed[0] == 0 and trimmed[1]["changed"] and len(trimmed[1]["terminated_ids"]) == 1
     assert [r["label"] for r in instances(emulator, "ctl-pool")] == ["ctl-pool-1"]
 
 

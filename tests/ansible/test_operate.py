@@ -80,9 +80,14 @@ def test_teardown_keeps_an_instance_whose_sync_failed_unless_forced(ansible, emu
     assert "SYNC FAILED" in kept.out and "instance KEPT" in kept.out
     assert [r["id"] for r in instances(emulator, "ctl-down")] == [row["id"]]
 
-    forced = ansible.playbook("playbooks/teardown.yml", "-e", "run=ctl-down", "-e", "force=true")
-    assert forced.rc == 0, forced.out
-    assert "destroyed anyway (force=true)" in forced.out
+    stopped = ansible.playbook("playbooks/teardown.yml", "-e", "run=ctl-down", "-e", "force=true",
+                               "-e", "keep_disk=true")
+    assert stopped.rc == 0, stopped.out
+    assert "torn down anyway (force=true)" in stopped.out
+    assert emulator.instance(row["id"])["actual_status"] == "stopped"  # keep_disk: stopped, not destroyed
+
+    destroyed = ansible.playbook("playbooks/teardown.yml", "-e", "run=ctl-down")  # stopped: nothing to sync
+    assert destroyed.rc == 0, destroyed.out
     assert instances(emulator, "ctl-down") == [] and emulator.instance(row["id"]) is None
 
     nothing = ansible.playbook("playbooks/teardown.yml", "-e", "run=ctl-down")
