@@ -209,7 +209,7 @@ terminated_ids:
 attempts:
   description:
     - What happened on each try, in order. C(outcome) is one of C(running), C(created), C(offer_gone),
-      C(stuck_loading), C(ssh), C(failed), C(gone), C(error); C(destroyed) tells whether the instance of
+      C(stuck_loading), C(ssh), C(ssh_auth) (the key was refused; no further attempt), C(failed), C(gone), C(error); C(destroyed) tells whether the instance of
       that attempt was destroyed.
   returned: always
   type: list

@@ -137,6 +137,12 @@ class Provisioner:
                 outcome.instance = instance
                 return outcome
             self._discard(instance_id, attempt, outcome)
+            if attempt.outcome == "ssh_auth":
+                # Another machine would refuse the same key: stop instead of renting more.
+                raise ProvisionError(
+                    f"instance {instance_id} was running but refused the launch key {self.wait.ssh_key_file} "
+                    f"(destroyed). Check that its public key is registered on the account (vast_ssh_key, "
+                    f"team API keys cannot register keys) and that the key file is the right one", outcome.attempts)
             _exclude(excluded, attempt.machine_id)
         raise ProvisionError(
             f"no usable instance for {spec.label!r} after {self.max_attempts} attempt(s); every instance this "
@@ -242,11 +248,15 @@ class Provisioner:
             if self.wait.ssh_key_file is not None:
                 wait_for_ssh(SshTarget(host, port, key_file=self.wait.ssh_key_file), budget,
                              poll=min(1.0, self.wait.poll))
+        except VastAPIError as exc:
+            # The API failed while we watched: this attempt's instance is of unknown health, so it goes.
+            attempt.outcome, attempt.detail = "error", f"API failed while waiting: {exc}"
+            return None
         except InstanceWaitError as exc:
             if exc.reason == "timeout":
                 attempt.outcome = "stuck_loading"
             elif exc.reason == "ssh":
-                attempt.outcome = "ssh"
+                attempt.outcome = "ssh_auth" if "AuthenticationException" in str(exc) else "ssh"
             else:
                 attempt.outcome = exc.reason  # failed | gone
             attempt.detail = str(exc)

@@ -185,3 +185,15 @@ def test_create_answered_with_a_server_error_is_looked_up_before_retrying(ansibl
     assert any(r["path"].startswith("/api/v1/instances/") and "ctl-502" in unquote(r["path"]) for r in between), \
         "the label must be looked up after the 502, before the next create"
     assert len(creates_since(emulator, seq)) == 2 and len(instances(emulator, "ctl-502")) == 1
+
+
+def test_a_refused_launch_key_stops_the_failover(ansible, emulator, tmp_path):
+    stranger = make_ssh_keypair(tmp_path / "stranger")  # never registered on the account
+    seq = last_seq(emulator)
+    rc, failed, out = module(ansible, "vast_instance", {"label": "ctl-nokey", "state": "running", "disk": 16,
+                                                        "min_reliability": 0.9, "poll_interval": 0.5,
+                                                        "loading_timeout": 3, "ssh_key_file": str(stranger.private_key)})
+    assert rc != 0, out
+    assert "refused the launch key" in failed["msg"]
+    assert [(a["outcome"], a["destroyed"]) for a in failed["attempts"]] == [("ssh_auth", True)]
+    assert len(creates_since(emulator, seq)) == 1 and instances(emulator, "ctl-nokey") == []
