@@ -46,6 +46,9 @@ class DemoPlan:
 # The CPU preset of burgers32 (configs/burgers32_cpu.yaml): data in ~1 min, `all` in ~2-3 min on 2 cores.
 CPU_PLAN = DemoPlan(config="burgers32_cpu", samples=200, resolution=128, solver_resolution=1024,
                     generator_args=("--max-displacement", "1e-3"))
+# The tests' plan (configs/tiny.yaml): data in ~2 s, `all` in ~20 s.
+TINY_PLAN = DemoPlan(config="tiny", samples=40, resolution=32, frames=11, frame_dt=0.05, solver_resolution=128,
+                     follow_timeout_s=300)
 
 
 @dataclass

@@ -36,6 +36,8 @@ from vast_emulator.testing import (
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "universal-simulator"
+# Lines of ansible-playbook output that a person following a launch does not need to see scroll by.
+_QUIET_PREFIXES = ("TASK [", "ok: [", "skipping: [", "included: ", "changed: [")
 
 
 def _sentinel(kind: str, length: int = 0) -> str:
@@ -88,7 +90,8 @@ class LocalWorld:
 
     def playbook(self, name: str, *args: str, check: bool = True, stream: bool = False,
                  timeout: float = 900) -> subprocess.CompletedProcess:
-        """`ansible-playbook playbooks/<name> ARGS` from the repo root; output captured (and echoed if `stream`)."""
+        """`ansible-playbook playbooks/<name> ARGS` from the repo root; output captured, and with `stream`
+        echoed without the per-task lines (plays, messages, warnings, errors and the recap remain)."""
         command = [str(Path(self.python).parent / "ansible-playbook"), f"playbooks/{name}", *args]
         with subprocess.Popen(command, cwd=REPO, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, stdin=subprocess.DEVNULL) as proc:
@@ -96,7 +99,7 @@ class LocalWorld:
             deadline = time.monotonic() + timeout
             for line in proc.stdout:
                 lines.append(line)
-                if stream:
+                if stream and line.strip() and not line.startswith(_QUIET_PREFIXES):
                     self.log(line.rstrip("\n"))
                 if time.monotonic() > deadline:
                     proc.kill()

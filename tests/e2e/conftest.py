@@ -22,8 +22,7 @@ import pytest
 from tools import demo
 from tools.world import LocalWorld, local_world
 
-TINY_PLAN = demo.DemoPlan(config="tiny", samples=40, resolution=32, frames=11, frame_dt=0.05, solver_resolution=128,
-                          follow_timeout_s=300)
+TINY_PLAN = demo.TINY_PLAN
 LONG_CONFIG = "tests/e2e/configs/tiny_long.yaml"
 SCENARIO_TIMEOUT_S = 600
 
