@@ -17,6 +17,11 @@ HEARTBEAT = {"pid": 4242, "started_at": "2026-11-28T14:00:00+00:00", "updated_at
              "cost_so_far": 0.0417, "max_runtime_hours": 24, "max_cost": None}
 
 
+def _rent(emulator, label: str) -> dict:
+    """An instance straight through the API (launch.yml itself is tested in test_launch.py)."""
+    return emulator.wait_status(emulator.launch(label=label, onstart="echo onstart-of-$CONTAINER_ID"), "running")
+
+
 def _write_run_files(row: dict, key, *, with_policy: bool = False) -> None:
     client = connect_ssh(row, key)
     try:
@@ -35,9 +40,7 @@ def _write_run_files(row: dict, key, *, with_policy: bool = False) -> None:
 
 
 def test_status_and_logs_of_a_run(ansible, emulator, ssh_keypair, tmp_path):
-    launched = ansible.playbook("launch.yml", "-e", "config=tiny", "-e", "provision=false", "-e", "run_name=ctl-ops")
-    assert launched.rc == 0, launched.out
-    (row,) = instances(emulator, "ctl-ops")
+    row = _rent(emulator, "ctl-ops")
     _write_run_files(row, ssh_keypair.private_key)
 
     status = ansible.playbook("playbooks/status.yml", "-e", "run=ctl-ops", "-e", "lines=3")
@@ -66,13 +69,11 @@ def test_status_and_logs_of_a_run(ansible, emulator, ssh_keypair, tmp_path):
                                 env={"ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp-other")})
     assert fallback.rc == 0, fallback.out
     assert f"== instance {row['id']} container log (Vast logs endpoint" in fallback.out
-    assert "--- onstart" in fallback.out
+    assert f"onstart-of-{row['id']}" in fallback.out
 
 
 def test_teardown_keeps_an_instance_whose_sync_failed_unless_forced(ansible, emulator, ssh_keypair):
-    launched = ansible.playbook("launch.yml", "-e", "config=tiny", "-e", "provision=false", "-e", "run_name=ctl-down")
-    assert launched.rc == 0, launched.out
-    (row,) = instances(emulator, "ctl-down")
+    row = _rent(emulator, "ctl-down")
     _write_run_files(row, ssh_keypair.private_key, with_policy=True)  # a supervisor policy, no working supervisor
 
     kept = ansible.playbook("playbooks/teardown.yml", "-e", "run=ctl-down")
@@ -96,8 +97,7 @@ def test_teardown_keeps_an_instance_whose_sync_failed_unless_forced(ansible, emu
 
 def test_reaper_takes_only_old_project_runs(ansible, emulator):
     for name in ("tiny-ctl-reap", "ctl-keep"):
-        assert ansible.playbook("launch.yml", "-e", "config=tiny", "-e", "provision=false",
-                                "-e", f"run_name={name}").rc == 0
+        _rent(emulator, name)
     young = ansible.playbook("playbooks/teardown.yml", "-e", "all_runs=true", "-e", "older_than=1h")
     assert young.rc == 0 and "Nothing to tear down." in young.out
     reaped = ansible.playbook("playbooks/teardown.yml", "-e", "all_runs=true", "-e", "older_than=1s")
