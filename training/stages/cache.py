@@ -38,8 +38,9 @@ def run(ctx: StageContext) -> StageResult:
             u = load_split(ctx.cfg, ctx.data, split).u
             latents[split] = encode_trajectories(encoder.model, u, ctx.runtime.device, ctx.cfg.evaluate.batch_size)
             frames_done += u.shape[0] * u.shape[1]
-            ctx.tracker.progress(STAGE, index + 1, len(SPLITS), None, samples_per_s=None, steps_per_s=None,
-                                 print_line=True)
+            ctx.tracker.step(index + 1, len(SPLITS))
+            ctx.tracker.line(f"[{STAGE}] encoded {split}: {u.shape[0]} trajectories x {u.shape[1]} frames "
+                             f"({index + 1}/{len(SPLITS)})")
             if index == 0:
                 ctx.maybe_fail(STAGE, f"after encoding the {split} split")
         write_cache(ctx.paths.cache, LatentCache(latents=latents, key=wanted))

@@ -124,8 +124,7 @@ def run(ctx: StageContext) -> StageResult:
     results: dict[str, MethodMetrics] = {}
     rollouts: dict[str, torch.Tensor] = {}
     for index, method in enumerate(methods):
-        ctx.tracker.progress(STAGE, index, len(methods), None, samples_per_s=None, steps_per_s=None,
-                             print_line=False)
+        ctx.tracker.step(index, len(methods))
         preds = predict(method, u, steps, runtime.device, cfg.evaluate.batch_size)
         results[method.name] = compute_method_metrics(
             method.name, preds.rollout, u, preds.one_step, test.dt, cfg.evaluate.corr_thresholds,
