@@ -80,23 +80,27 @@ def relaunch(world: LocalWorld, rec: Record) -> None:
 
 
 def resume(world: LocalWorld, rec: Record) -> None:
-    """Preempted mid-stage (emulator fault: the instance is stopped), relaunched under the same name: the run
-    resumes from its checkpoints instead of starting over."""
+    """Preempted mid-stage (emulator fault: the instance is stopped) on a machine that does not come back
+    (stuck loading): the relaunch under the same name replaces it, and the new instance resumes from the
+    checkpoints in the bucket instead of starting over. A further launch while it trains changes nothing;
+    teardown syncs before destroying."""
     run = "e2e-resume"
     rec.playbook(world.launch(LONG_CONFIG, run, *ANY_GPU))
     key = f"runs/{run}/checkpoints/operator/last.pt"
     wait_for("an operator checkpoint in the bucket", lambda: key in world.s3.keys(f"runs/{run}/"), timeout=240)
-    instance_id = world.instance(run)["id"]
-    world.emulator.set_faults({"kind": "preempt", "target": {"instance_id": instance_id}})
+    first_id = world.instance(run)["id"]
+    world.emulator.set_faults([{"kind": "preempt", "target": {"instance_id": first_id}},
+                               {"kind": "stuck_loading", "target": {"instance_id": first_id}}])
     wait_for("the instance to be stopped", lambda: world.instance(run)["actual_status"] == "stopped", timeout=60)
     rec.facts["preempted"] = world.instance(run)["status_msg"]
-    rec.playbook(world.launch(LONG_CONFIG, run, *ANY_GPU))
-    rec.facts["same_instance"] = world.instance(run)["id"] == instance_id
-    log = wait_for("the resumed operator stage", lambda: _resumed_log(world, run), timeout=180)
-    rec.facts["log"] = log
+    rec.playbook(world.launch(LONG_CONFIG, run, *ANY_GPU, "-e", "loading_timeout=15"))
+    rec.facts["replaced"] = [row["id"] for row in world.instances(run)] != [first_id]
+    rec.facts["log"] = wait_for("the resumed operator stage", lambda: _resumed_log(world, run), timeout=180)
+    rec.facts["third"] = rec.playbook(world.launch(LONG_CONFIG, run, *ANY_GPU))  # while it trains
     rec.playbook(world.playbook("teardown.yml", "-e", f"run={run}", "-e", f"ssh_key_file={world.keys.private_key}",
                                 "-e", f"known_hosts_dir={world.root / 'known_hosts'}"))
     world.wait_gone(run, timeout=60)
+    rec.facts["synced_log"] = world.s3.read(f"runs/{run}/logs/pipeline.log").decode()
 
 
 def _succeeded(world: LocalWorld, run: str) -> dict | None:
@@ -108,8 +112,7 @@ def _succeeded(world: LocalWorld, run: str) -> dict | None:
 
 def _resumed_log(world: LocalWorld, run: str) -> str | None:
     code, log, _ = world.ssh(run, f"cat {CODE_DIR}/logs/pipeline.log")
-    started = [m.start() for m in re.finditer(r"PIPELINE STARTED", log)]
-    if code == 0 and len(started) >= 2 and re.search(r"\[operator\] resuming .* at step \d+", log[started[-1]:]):
+    if code == 0 and re.search(r"\[operator\] resuming .* at step \d+", log):
         return log
     time.sleep(1)
     return None

@@ -80,15 +80,27 @@ def test_secrets_appear_nowhere(scenarios, world):
     assert not [(key, s) for key, data in objects.items() for s in secrets if s.encode() in data]
 
 
-def test_resume_after_preemption(scenarios):
+def test_resume_after_preemption_from_the_bucket(scenarios):
     rec = record_of(scenarios, "resume")
     assert "preempt" in (rec.facts["preempted"] or "").lower()
-    assert rec.facts["same_instance"]  # launch restarted the stopped instance of the run
-    log = rec.facts["log"]
-    second_run = log[log.rindex("PIPELINE STARTED"):]
-    assert "[autoencoder] finished earlier" in second_run  # a finished stage is not trained again
-    step = int(re.search(r"\[operator\] resuming .* at step (\d+)", second_run).group(1))
+    assert rec.facts["replaced"]  # the stopped machine never came back: launch rented another
+    log = rec.facts["log"]  # the new instance's pipeline log: it never saw the first machine's disk
+    assert "fetched checkpoints from the bucket" in log and "operator/last.pt" in log
+    assert "[autoencoder] finished earlier" in log  # a finished stage is not trained again
+    step = int(re.search(r"\[operator\] resuming .* at step (\d+)", log).group(1))
     assert step > 0
+
+
+def test_relaunch_while_training_changes_nothing(scenarios):
+    third = record_of(scenarios, "resume").facts["third"]
+    counts = recap(third, "e2e-resume")
+    assert counts["failed"] == 0 and counts["changed"] == 0, changed_tasks(third, "e2e-resume")
+    assert "0 file(s) fetched" in third
+
+
+def test_teardown_syncs_before_destroying(scenarios):
+    synced = record_of(scenarios, "resume").facts["synced_log"]
+    assert re.search(r"\[operator\] resuming .* at step \d+", synced)  # only teardown's sync can have sent it
 
 
 def test_heartbeat_matches_the_contract(scenarios):

@@ -1,10 +1,11 @@
 """The supervisor: run the pipeline within its budget, keep the heartbeat, then sync and destroy the instance.
 
-    start ─► pipeline running ──(exit 0)────────► succeeded ─┐
-                 │  heartbeat every N s          (exit ≠ 0) ► failed ──────┤─► sync artifacts ─► destroy (auto_shutdown)
-                 │  light sync every M s    (over budget) ──► budget_exceeded┤
-                 └──────────────────(SIGTERM/SIGINT) ──► interrupted ──────┘   (no destroy: someone else is
-                                                                                 stopping us, or a person is)
+    pipeline running (heartbeat every N s, light sync every M s)
+      ├─ exit 0 ─────────────────► succeeded ───────┐
+      ├─ exit ≠ 0 ───────────────► failed ──────────┤─► sync artifacts ─► destroy the instance (auto_shutdown)
+      ├─ over time or money ─────► budget_exceeded ─┘
+      └─ SIGTERM / SIGINT ───────► interrupted ─────► sync artifacts (no destroy: a container stop or a person
+                                                        is ending us, and decides about the instance)
 """
 
 from __future__ import annotations
