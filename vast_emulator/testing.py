@@ -160,8 +160,8 @@ def start_emulator(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise EmulatorError(f"emulator exited with {process.returncode}: {log_path.read_text()[-2000:]}")
-        if url_file.exists():
-            url = url_file.read_text().strip()
+        url = url_file.read_text().strip() if url_file.exists() else ""
+        if url:  # the file may exist, still empty, while the emulator writes it
             try:
                 if requests.get(url + "/api/v0/gpu_names/unique/", timeout=5).status_code == 200:
                     return EmulatorHandle(url, key, state_dir, process, log_path)
