@@ -202,7 +202,11 @@ class Provisioner:
     def _next_offer(self, offer_id, excluded: set, tried: set, attempts: list):
         if offer_id is not None:
             return _PinnedOffer(int(offer_id))
-        offers = [o for o in self.search(excluded) if o.id not in tried and o.machine_id not in excluded]
+        try:
+            found = self.search(excluded)
+        except ProvisionError as exc:  # keep what the earlier attempts did in the report
+            raise ProvisionError(str(exc), attempts, api_error=exc.api_error) from None
+        offers = [o for o in found if o.id not in tried and o.machine_id not in excluded]
         if not offers:
             raise ProvisionError(
                 "no (more) offers match the search" + (f" after excluding machines {sorted(excluded)}"
