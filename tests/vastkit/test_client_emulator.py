@@ -177,7 +177,7 @@ def test_stuck_loading_times_out_and_exited_fails_fast(api, emulator, cleanup):
     _, stuck = _create(api, cleanup)
     with pytest.raises(InstanceWaitError) as exc:
         wait_until_running(api, stuck.id, Deadline(2.5), poll=0.3)
-    assert exc.value.reason == "timeout" and exc.value.instance.actual_status == "loading"
+    assert exc.value.reason == "timeout" and exc.value.instance.is_pending
 
     emulator.set_faults({"kind": "status", "target": "next_create", "status": "exited"})
     _, broken = _create(api, cleanup)
@@ -185,7 +185,7 @@ def test_stuck_loading_times_out_and_exited_fails_fast(api, emulator, cleanup):
     with pytest.raises(InstanceWaitError) as exc:
         wait_until_running(api, broken.id, Deadline(30), poll=0.3)
     assert exc.value.reason == "failed" and "exited" in str(exc.value)
-    assert time.monotonic() - started < 10, "a state that never recovers is not waited out"
+    assert time.monotonic() - started < 20, "a state that never recovers is not waited out (deadline 30 s)"
 
 
 def test_ssh_refused_at_first_then_ready(api, emulator, cleanup, ssh_keypair):
