@@ -7,6 +7,7 @@ mtime), so a relaunch on the same instance neither downloads nor re-hashes gigab
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
@@ -14,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from training.config import load_config
-from training.data.manifest import sha256_of
 from training.paths import atomic_write_json
 from vastkit.supervisor.rclone import Bucket
 
@@ -167,6 +167,15 @@ def _check_fetched(path: Path, expected: Expected, url: str, stamps: dict) -> No
             f"{url}: sha256 {digest} differs from the bucket's manifest ({expected.sha256}); the object or the "
             "manifest is stale: re-upload with python -m training data --config <config> --upload")
     stamps[path.name] = _stamp(stat, digest, expected)
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file. (training.data.manifest has one too, but importing it imports torch: seconds.)"""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _read_stamps(dest: Path) -> dict:
