@@ -69,8 +69,11 @@ def fresh_instance(world: LocalWorld, label: str) -> None:
 
 
 def destroy(world: LocalWorld, label: str) -> None:
+    """Destroy through vastkit (it retries a timed-out DELETE: the emulator removes a big disk synchronously)."""
+    api = world.api()
     for row in world.instances(label):
-        world.emulator.destroy(row["id"])
+        api.destroy_instance(row["id"])
+    world.wait_gone(label, timeout=120)
 
 
 # -- 1. SSH-ready -> training started -------------------------------------------------------------------------
@@ -167,10 +170,15 @@ def bench_fetch(world: LocalWorld, results: Results, run: str, files: int, megab
             "--config /tmp/bench_fetch.yaml --dest /tmp/fetch-ours")
     single = (f"rm -rf /tmp/fetch-single && {_rclone_env()} rclone copy --transfers 1 --checkers 1 "
               f"--multi-thread-streams 0 b2:$B2_BUCKET/{prefix} /tmp/fetch-single --exclude manifest.json")
-    for attempt in (1, 2):
-        results.add("fetch", f"single-threaded rclone #{attempt}", timed(world, run, single))
-        results.add("fetch", f"data role (8 transfers x 8 streams, sha256) #{attempt}", timed(world, run, ours))
-    results.notes.append(f"fetch: {files} files of {megabytes} MB from moto on loopback")
+    best: dict[str, float] = {}
+    for _attempt in (1, 2):  # the best of two: the first of each also warms the page cache
+        for name, command in (("single-threaded rclone (old)", single),
+                              ("data role: 8 transfers x 8 streams + sha256 check", ours)):
+            best[name] = min(best.get(name, float("inf")), timed(world, run, command))
+    for name, seconds in best.items():
+        results.add("fetch", name, seconds)
+    results.notes.append(f"fetch: {files} files of {megabytes} MB from moto on loopback, best of two; the data "
+                         "role's time includes its Python start, the bucket listing, the manifest and hashing")
 
 
 # -- 4. Ansible connection settings ----------------------------------------------------------------------------
@@ -222,17 +230,23 @@ def report(results: Results) -> str:
         lines += ["", "Old-workflow steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.get("old_steps", {}).items())
                   + ". Ours includes Ansible's own overhead; `train` is supervisor + pipeline start up to "
                   "`PIPELINE STARTED` (the old one started the pipeline bare).", ""]
-    for table, title in (("install", "Installing the instance requirements (fresh instance each)"),
-                         ("fetch", "Fetching data (same files, same instance)"),
-                         ("ansible", "Ansible connection settings")):
+    for table, title, baseline in (
+            ("install", "Installing the instance requirements (fresh instance each)", "pip"),
+            ("fetch", "Fetching data (same files, same instance)", "single-threaded rclone (old)"),
+            ("ansible", "Ansible connection settings", "stock (no pipelining, ControlPersist)")):
         rows = r.get(table)
-        if not rows:
+        if not rows or baseline not in rows:
             continue
-        base = max(rows.values())
-        lines += [f"### {title}", "", "| variant | seconds | vs slowest |", "|---|---|---|"]
-        lines += [f"| {name} | {seconds:.2f} | {base / seconds:.1f}x faster |" if seconds < base
-                  else f"| {name} | {seconds:.2f} | baseline |" for name, seconds in rows.items()]
+        lines += [f"### {title}", "", f"| variant | seconds | speed-up vs {baseline} |", "|---|---|---|"]
+        lines += [f"| {name} | {seconds:.2f} | {rows[baseline] / seconds:.2f}x |" for name, seconds in rows.items()]
         lines.append("")
+    lines += ["Reading them: the launch wins end to end on the install (uv, shallow clone) while each Ansible task "
+              "costs a few tenths of a second, which on loopback is more than a bare command needs to move a few "
+              "MB or start the pipeline. The data role's parallel transfers and streams are for B2 over the "
+              "internet, where one stream is bound by latency; against moto on loopback one stream already "
+              "saturates the server, so its listing, manifest and sha256 work show as overhead. Likewise a "
+              "loopback round trip costs almost nothing, so pipelining (fewer round trips per task) gains little "
+              "here, while reusing the connection still saves an SSH handshake per task.", ""]
     lines += [f"- {note}" for note in results.notes]
     lines += ["- pip uses the machine's package mirror settings (PIP_* pass into emulator instances); uv cold "
               "downloads from PyPI; uv warm reuses the host's uv cache bound into instances (the emulator's "
