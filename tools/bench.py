@@ -97,7 +97,7 @@ def bench_old_workflow(world: LocalWorld, results: Results) -> None:
     requirements = " ".join(shlex.quote(r) for r in instance_requirements(REPO / "pyproject.toml"))
     apt = ("DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
            "apt-get install -y -qq git rclone build-essential >/dev/null")
-    clone = f"git clone -q file://{REPO} {CODE_DIR}"
+    clone = f"git clone -q {world.git_url} {CODE_DIR}"
     pip = f"/venv/main/bin/python -m pip install -q --disable-pip-version-check {requirements}"
     bootstrap = [timed(world, run, apt), timed(world, run, clone), timed(world, run, pip)]
     results.add("phases_old", "bootstrap", sum(bootstrap))

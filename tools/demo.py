@@ -39,7 +39,7 @@ class DemoPlan:
     solver_resolution: int | None = None
     generator_args: tuple[str, ...] = ()
     launch_args: tuple[str, ...] = ()
-    code_source: str = "git"  # the launching commit, cloned from this checkout (the default path of a launch)
+    code_source: str = "git"  # the launching commit, cloned (shallow) from this checkout served over git://
     follow_timeout_s: float = 600.0
 
 

@@ -24,7 +24,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.s3server import S3Server, running_s3_server
+from tools.s3server import S3Server, free_port, running_s3_server
 from vast_emulator.testing import (
     EmulatorHandle,
     SshKeyPair,
@@ -66,6 +66,7 @@ class LocalWorld:
     s3: S3Server
     keys: SshKeyPair
     secrets: Secrets
+    git_url: str  # this checkout, served over git:// on loopback: the "origin" instances clone from
     python: str = sys.executable
     log: object = field(default=print, repr=False)
 
@@ -121,7 +122,7 @@ class LocalWorld:
 
     def launch_args(self, config: str, run_name: str, *extra: str, code_source: str = "local") -> list[str]:
         return ["-e", f"config={config}", "-e", f"run_name={run_name}", "-e", f"code_source={code_source}",
-                "-e", f"code_repo={REPO}", "-e", f"ssh_key_file={self.keys.private_key}",
+                "-e", f"code_repo={self.git_url}", "-e", f"ssh_key_file={self.keys.private_key}",
                 "-e", f"known_hosts_dir={self.root / 'known_hosts'}", "-e", "poll_interval=0.5", *extra]
 
     def launch(self, config: str, run_name: str, *extra: str, code_source: str = "local", check: bool = True,
@@ -209,6 +210,39 @@ def local_world(root: Path, *, log=print, credentials: Secrets | None = None) ->
                                                    app_key=credentials.b2_app_key))
         emulator = stack.enter_context(running_emulator(root / "emulator", loading_delay=0.3,
                                                         api_key=credentials.vast_api_key))
+        git_url = stack.enter_context(serving_git(REPO))
         keys = make_ssh_keypair(root / "ssh")
         (root / "known_hosts").mkdir(mode=0o700, exist_ok=True)
-        yield LocalWorld(root=root, emulator=emulator, s3=s3, keys=keys, secrets=credentials, log=log)
+        yield LocalWorld(root=root, emulator=emulator, s3=s3, keys=keys, secrets=credentials, git_url=git_url,
+                         log=log)
+
+
+@contextmanager
+def serving_git(repo: Path, start_timeout: float = 10.0) -> Iterator[str]:
+    """`git daemon` serving `repo` read-only on a loopback port; yields its git:// URL.
+
+    Instances have private /tmp and /root, so a checkout there is invisible to them as a path; over the
+    network (loopback) they clone it the way a real instance clones from GitHub.
+    """
+    repo = repo.resolve()
+    port = free_port()
+    process = subprocess.Popen(
+        ["git", "daemon", "--export-all", f"--base-path={repo.parent}", "--listen=127.0.0.1", f"--port={port}",
+         "--reuseaddr", "--informative-errors", str(repo)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"git://127.0.0.1:{port}/{repo.name}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while subprocess.run(["git", "ls-remote", url, "HEAD"], capture_output=True).returncode != 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"git daemon did not serve {repo} on 127.0.0.1:{port}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
