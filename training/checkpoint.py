@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from training.config import flatten
+from training.config import Config, flatten
 from training.paths import atomic_write_bytes
 
 # The config sections that decide what a stage's weights mean. Other keys (evaluation settings, W&B,
@@ -68,9 +68,12 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], kind: str
     free = _FREE_KEYS if kind == "evaluate" else _FREE_KEYS + _SAMPLING_KEYS
     relevant_saved = _relevant(saved, sections, free)
     relevant_current = _relevant(current, sections, free)
+    # A key added to the code after the checkpoint was written means what its default means.
+    defaults = _relevant(Config().to_dict(), sections, free)
     lines = []
     for key in sorted(set(relevant_saved) | set(relevant_current)):
-        old, new = relevant_saved.get(key, "<absent>"), relevant_current.get(key, "<absent>")
+        old = relevant_saved.get(key, defaults.get(key, "<absent>"))
+        new = relevant_current.get(key, "<absent>")
         if old != new:
             lines.append(f"{key}: {old!r} (checkpoint) vs {new!r} (current)")
     return lines

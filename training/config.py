@@ -70,6 +70,7 @@ class OperatorConfig(TrainLoopConfig):
     kernel_size: int = 5
     unroll_steps: int = 4  # pushforward horizon; 1 disables the unrolled loss
     unroll_weight: float = 1.0
+    input_noise: float = 0.0  # std of Gaussian noise on training inputs (normalised latent units)
 
 
 @dataclass

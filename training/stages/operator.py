@@ -37,6 +37,8 @@ def run(ctx: StageContext) -> StageResult:
         flat = draw.randint(samples * starts).to(device)
         n, t = flat // starts, flat % starts
         x = zn[n, t]
+        if cfg.operator.input_noise > 0:  # a perturbed start: trains the stepper to pull drift back
+            x = x + cfg.operator.input_noise * draw.randn(*x.shape[1:])
         if unroll == 1:
             return ((net(x) - zn[n, t + 1]) ** 2).mean()
         with torch.no_grad():
