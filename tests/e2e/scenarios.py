@@ -63,10 +63,9 @@ def relaunch(world: LocalWorld, rec: Record) -> None:
     _, container_key, _ = world.ssh(run, "printenv CONTAINER_API_KEY")
     rec.facts.update(ps=ps, onstart=onstart, container_key=container_key.strip())
     beat = wait_for("the run to succeed", lambda: _succeeded(world, run), timeout=240)
-    # /root/.ssh/environment is the emulator's stand-in for the container environment (a real Vast image
-    # exports it to /etc/environment); /root/.cache is the shared package cache.
+    # /root/.cache is the package cache the emulator shares between instances (nothing of ours is in it).
     secrets = [*world.secrets.values(), rec.facts["container_key"]]
-    grep = ("grep -rlF --exclude=environment --exclude-dir=.cache " + " ".join(f"-e {s}" for s in secrets)
+    grep = ("grep -rlF --exclude-dir=.cache " + " ".join(f"-e {s}" for s in secrets)
             + " /workspace /tmp /root; true")
     _, files_with_secrets, _ = world.ssh(run, grep, timeout=120)
     _, files_seen, _ = world.ssh(run, "find /workspace /tmp /root -type f -not -path '*/.cache/*' | wc -l")
