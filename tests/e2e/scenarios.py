@@ -1,6 +1,6 @@
 """The e2e scenarios: each drives real playbooks against the shared local world and records what it saw.
 
-They run side by side (conftest.scenarios); the tests in test_launch_e2e.py assert on the records.
+They run side by side (the `scenarios` fixture in conftest.py); the tests in test_launch_e2e.py assert on the records.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import re
 import time
 
 import yaml
-from conftest import LONG_CONFIG, TINY_PLAN, Record, wait_for
+from e2e_support import LONG_CONFIG, TINY_PLAN, Record, wait_for
 
 from tools import demo
 from tools.world import LocalWorld

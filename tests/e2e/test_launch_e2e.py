@@ -9,7 +9,7 @@ import json
 import re
 
 import pytest
-from conftest import changed_tasks, recap, record_of
+from e2e_support import changed_tasks, recap, record_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
