@@ -10,6 +10,7 @@ from training.config import Config
 from training.datafiles import DataPlan
 from training.paths import RunPaths
 from training.runtime import Runtime
+from training.stopping import StopRequest
 from training.tracking import Tracker
 
 
@@ -27,6 +28,7 @@ class StageContext:
     data: DataPlan
     reset_cache: bool = True
     fail_at: str | None = None
+    stop: StopRequest = field(default_factory=StopRequest)
 
     @property
     def config_dict(self) -> dict[str, Any]:

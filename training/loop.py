@@ -22,6 +22,7 @@ from training.config import TrainLoopConfig
 from training.context import StageContext
 from training.runtime import rng_state, set_rng_state
 from training.schedule import BatchDraw, lr_factor
+from training.stopping import Terminated
 
 LossFn = Callable[[nn.Module, BatchDraw], torch.Tensor]
 
@@ -114,41 +115,48 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
     window_steps, window_start, loop_start = 0, time.perf_counter(), time.perf_counter()
     last_loss: float | None = None
     spec.model.train()
-    for step in range(start, loop.steps):
-        draw = BatchDraw(ctx.cfg.seed + spec.seed_salt, step, loop.batch_size, runtime.rank,
-                         runtime.world_size, runtime.device)
-        with runtime.autocast() if spec.autocast else contextlib.nullcontext():
-            loss = spec.loss_fn(wrapped, draw)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if loop.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(spec.model.parameters(), loop.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        if spec.after_step is not None:
-            spec.after_step()
-        window_loss += loss.detach().float()
-        window_steps += 1
-        done = step + 1
-        tracker.step(done, loop.steps)
-        if done % loop.log_every == 0 or done == loop.steps:
-            last_loss = (window_loss / window_steps).item()  # note: a CPU-GPU sync point, once per window
-            first_loss = last_loss if first_loss is None else first_loss
-            elapsed = max(time.perf_counter() - window_start, 1e-9)
-            steps_per_s = window_steps / elapsed
-            tracker.progress(spec.stage, done, loop.steps, last_loss, samples_per_s=steps_per_s * loop.batch_size,
-                             steps_per_s=steps_per_s, print_line=True)
-            tracker.log_metrics({f"{spec.stage}/{spec.name or 'train'}_loss": last_loss,
-                                 f"{spec.stage}/lr": scheduler.get_last_lr()[0], f"{spec.stage}/step": done})
-            window_loss.zero_()
-            window_steps, window_start = 0, time.perf_counter()
-        elif done == start + 1:  # an early line, so a person sees the stage move (first step includes warm-up)
-            tracker.progress(spec.stage, done, loop.steps, loss.item(), samples_per_s=None, steps_per_s=None,
-                             print_line=True)
-        if done % loop.ckpt_every == 0 and done < loop.steps:
-            ctx.checkpoints.save(folder, last_name, payload_at(done, False, last_loss))
-        if done == fail_step and done < loop.steps:
-            ctx.maybe_fail(spec.stage, f"at step {done}/{loop.steps} of {folder}/{prefix or 'model'}")
+    ctx.stop.in_loop = True  # SIGTERM now waits for the end of the step (see training.stopping)
+    try:
+        for step in range(start, loop.steps):
+            draw = BatchDraw(ctx.cfg.seed + spec.seed_salt, step, loop.batch_size, runtime.rank,
+                             runtime.world_size, runtime.device)
+            with runtime.autocast() if spec.autocast else contextlib.nullcontext():
+                loss = spec.loss_fn(wrapped, draw)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if loop.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(spec.model.parameters(), loop.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            if spec.after_step is not None:
+                spec.after_step()
+            window_loss += loss.detach().float()
+            window_steps += 1
+            done = step + 1
+            tracker.step(done, loop.steps)
+            if done % loop.log_every == 0 or done == loop.steps:
+                last_loss = (window_loss / window_steps).item()  # note: a CPU-GPU sync point, once per window
+                first_loss = last_loss if first_loss is None else first_loss
+                elapsed = max(time.perf_counter() - window_start, 1e-9)
+                steps_per_s = window_steps / elapsed
+                tracker.progress(spec.stage, done, loop.steps, last_loss, samples_per_s=steps_per_s * loop.batch_size,
+                                 steps_per_s=steps_per_s, print_line=True)
+                tracker.log_metrics({f"{spec.stage}/{spec.name or 'train'}_loss": last_loss,
+                                     f"{spec.stage}/lr": scheduler.get_last_lr()[0], f"{spec.stage}/step": done})
+                window_loss.zero_()
+                window_steps, window_start = 0, time.perf_counter()
+            elif done == start + 1:  # an early line, so a person sees the stage move (first step includes warm-up)
+                tracker.progress(spec.stage, done, loop.steps, loss.item(), samples_per_s=None, steps_per_s=None,
+                                 print_line=True)
+            if done % loop.ckpt_every == 0 and done < loop.steps:
+                ctx.checkpoints.save(folder, last_name, payload_at(done, False, last_loss))
+            if done == fail_step and done < loop.steps:
+                ctx.maybe_fail(spec.stage, f"at step {done}/{loop.steps} of {folder}/{prefix or 'model'}")
+            if ctx.stop.requested and done < loop.steps:
+                ctx.checkpoints.save(folder, last_name, payload_at(done, False, last_loss))
+                raise Terminated(f"received {ctx.stop.signal_name}; saved {folder}/{last_name} at step {done}")
+    finally:
+        ctx.stop.in_loop = False
     wall = time.perf_counter() - loop_start
     trained = loop.steps - start
     payload = payload_at(loop.steps, True, last_loss)

@@ -23,6 +23,7 @@ from training.context import StageContext, StageResult
 from training.datafiles import plan_data
 from training.paths import RunPaths, atomic_write_json
 from training.runtime import Runtime, seed_everything, setup_runtime, teardown_runtime
+from training.stopping import StopRequest, Terminated
 from training.tracking import Tracker
 from training.wandb_run import WandbRun
 
@@ -102,6 +103,8 @@ def run_pipeline(options: PipelineOptions) -> int:
     runtime: Runtime | None = None
     paths = RunPaths(run_dir=options.run_dir, data_dir=options.data_dir)
     run_name = options.run_name or "unnamed"
+    stop = StopRequest()
+    stop.install()
     try:
         cfg = load_config(options.config_path)
         run_name = options.run_name or cfg.name
@@ -126,9 +129,11 @@ def run_pipeline(options: PipelineOptions) -> int:
         store.fetch_missing([*STAGES])
         runtime.barrier()
         ctx = StageContext(cfg=cfg, paths=paths, runtime=runtime, tracker=tracker, checkpoints=store, data=data,
-                           reset_cache=options.reset_cache, fail_at=options.fail_at)
+                           reset_cache=options.reset_cache, fail_at=options.fail_at, stop=stop)
         results: list[StageResult] = []
         for stage in stages:
+            if stop.requested:  # a SIGTERM that arrived as the previous stage finished
+                raise Terminated(f"received {stop.signal_name} after stage {current}")
             current = stage
             tracker.start_stage(stage)
             results.append(_run_stage(ctx, stage, explicit=options.stage != "all"))
@@ -148,6 +153,7 @@ def run_pipeline(options: PipelineOptions) -> int:
             tracker.close("failed", error=message)
         return 2 if current == SETUP else 1
     finally:
+        stop.uninstall()
         if runtime is not None:
             teardown_runtime(runtime)
 

@@ -6,13 +6,18 @@ end with the same weights.
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from pipeline_support import (
+    REPO,
     TINY_CONFIG,
     assert_same_weights,
     clean_env,
@@ -102,3 +107,28 @@ def test_two_ddp_processes_match_one(tmp_path, data_dir):
     # size, so a weight whose gradient is ~0 can flip direction on rounding: hence atol ~ lr/10, not 1e-7.
     # (Over 60 steps training is chaotic enough that the two runs drift apart by ~1e-2.)
     assert_same_weights(final_weights(tmp_path / "ddp", STAGE), final_weights(tmp_path / "single", STAGE), atol=5e-4)
+
+
+def test_sigterm_saves_a_checkpoint_and_reports_failure(tmp_path, data_dir):
+    """A supervisor's SIGTERM mid-training: the step finishes, last.pt is saved, the run says why it ended."""
+    raw = tiny_config_dict()
+    raw["autoencoder"].update(steps=100000, log_every=1000, ckpt_every=100000)  # would run for minutes
+    config = write_config(tmp_path / "long.yaml", raw)
+    command = [sys.executable, "-m", "training", "run", *_args(tmp_path / "run", data_dir)]
+    command[command.index(str(TINY_CONFIG))] = str(config)
+    process = subprocess.Popen(command, env=clean_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    status_path = tmp_path / "run" / "status.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if status_path.is_file() and json.loads(status_path.read_text()).get("step", 0) > 5:
+            break
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, out[-2000:] + err[-2000:]
+    last = out.rstrip().splitlines()[-1]
+    assert last.startswith("PIPELINE FAILED stage=autoencoder: Terminated: received SIGTERM; saved autoencoder/last.pt")
+    saved = torch.load(tmp_path / "run" / "checkpoints" / STAGE / "last.pt", weights_only=True)
+    assert saved["step"] > 5 and not saved["final"]
+    assert json.loads(status_path.read_text())["state"] == "failed"
