@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 from vast_emulator.testing import connect_ssh, leftover_mounts, ssh_run, stray_processes
@@ -176,7 +177,15 @@ def test_container_api_key_destroys_itself_and_nothing_else(emulator, ssh_keypai
         assert result["show_me"][1]["instances"]["label"] == "self-labelled"
         assert emulator.instance(other)["actual_status"] == "running"
         _wait_gone(emulator, own)
-        deletes = [e for e in emulator.requests() if e["method"] == "DELETE" and e["path"] == f"/api/v0/instances/{own}/"]
+        # The request is logged once its response is written, which can trail the state change under load.
+        deadline = time.monotonic() + 15
+        while True:
+            deletes = [e for e in emulator.requests()
+                       if e["method"] == "DELETE" and e["path"] == f"/api/v0/instances/{own}/"]
+            if deletes or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert deletes, "the self-destroy request reached the emulator"
         assert deletes[-1]["caller"] == f"instance:{own}" and deletes[-1]["status"] == 200
     finally:
         for instance_id in ids:
