@@ -78,7 +78,7 @@ def running_s3_server(bucket: str = "universal-simulator", *, start_timeout: flo
         )
         if _serving(endpoint, process, time.monotonic() + start_timeout):
             break
-        _stop(process)
+        stop_process(process)
     else:
         raise RuntimeError(f"moto S3 server did not start on 127.0.0.1 within {start_timeout:.0f}s")
     try:
@@ -86,7 +86,7 @@ def running_s3_server(bucket: str = "universal-simulator", *, start_timeout: flo
         server.create_bucket(bucket)
         yield server
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def _serving(url: str, process: subprocess.Popen, deadline: float) -> bool:
@@ -103,7 +103,8 @@ def _serving(url: str, process: subprocess.Popen, deadline: float) -> bool:
     return False
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate a helper server, killing it if it does not exit within 10 s."""
     if process.poll() is None:
         process.terminate()
         try:

@@ -24,7 +24,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.s3server import S3Server, free_port, running_s3_server
+from tools.s3server import S3Server, free_port, running_s3_server, stop_process
 from vast_emulator.testing import (
     EmulatorHandle,
     SshKeyPair,
@@ -240,9 +240,4 @@ def serving_git(repo: Path, start_timeout: float = 10.0) -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
