@@ -250,3 +250,46 @@ class TestFetchData:
         assert fetch_data(bucket, self.spec("a.h5"), tmp_path).checked_with == "md5"
         again = fetch_data(bucket, self.spec("a.h5"), tmp_path)
         assert again.fetched == [] and again.present == ["a.h5"]
+
+
+def test_sync_while_the_pipeline_writes(tmp_path: Path, s3):
+    """Files that grow or are rewritten during an upload (logs, status, W&B) reach the bucket whole: the sync
+    uploads a snapshot, not the live files (rclone fails a file that changes under it with an md5 mismatch)."""
+    from vastkit.supervisor.artifacts import sync_artifacts
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "checkpoints" / "operator").mkdir(parents=True)
+    log = tmp_path / "logs" / "operator.log"
+    log.write_bytes(b"step 0 loss 1.0\n" * 200_000)
+    (tmp_path / "checkpoints" / "operator" / "last.pt").write_bytes(os.urandom(1 << 20))
+    (tmp_path / "checkpoints" / "operator" / ".last.pt.abc.tmp").write_bytes(b"half-written")
+    (tmp_path / "status.json").write_text(json.dumps({"step": 0}))
+    stop = threading.Event()
+
+    def write_like_a_pipeline() -> None:
+        step = 0
+        while not stop.is_set():
+            step += 1
+            with log.open("ab") as handle:
+                handle.write(b"step %d loss 0.5\n" % step * 50)
+            temp = tmp_path / f".status.json.{step}.tmp"  # rewritten atomically, as the pipeline does
+            temp.write_text(json.dumps({"step": step, "pad": "x" * 50_000}))
+            os.replace(temp, tmp_path / "status.json")
+
+    writer = threading.Thread(target=write_like_a_pipeline, daemon=True)
+    writer.start()
+    try:
+        bucket = Bucket.from_env(s3.b2_env())
+        for attempt in range(3):
+            report = sync_artifacts(bucket, tmp_path, f"runs/live-{attempt}")
+            assert report.checkpoints
+    finally:
+        stop.set()
+        writer.join()
+    final_log = log.read_bytes()
+    for attempt in range(3):
+        synced = s3.read(f"runs/live-{attempt}/logs/operator.log")
+        assert len(synced) >= 200_000 * 16 and final_log.startswith(synced)
+        assert json.loads(s3.read(f"runs/live-{attempt}/status.json"))["step"] >= 0
+    keys = s3.keys("runs/live-0/")
+    assert "runs/live-0/checkpoints/operator/last.pt" in keys
+    assert not any(k.endswith(".tmp") for k in keys)  # an atomic writer's work in progress is not an artifact

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vastkit.supervisor.artifacts import artifact_filters
+from vastkit.supervisor.artifacts import artifact_paths
 from vastkit.supervisor.budget import Budget
 from vastkit.supervisor.heartbeat import Heartbeat, read_heartbeat, write_heartbeat
 from vastkit.supervisor.pipeline import parse_marker
@@ -127,10 +127,15 @@ class TestMisc:
         with pytest.raises(SelfDestroyError, match="no CONTAINER_ID"):
             instance_id_from_env({})
 
-    def test_artifact_filters(self):
-        light = artifact_filters(include_checkpoints=False)
-        assert "+ /logs/**" in light and "+ /checkpoints/**" not in light and light[-1] == "- **"
-        assert "+ /checkpoints/**" in artifact_filters(include_checkpoints=True)
+    def test_artifact_paths(self, tmp_path):
+        for name in ("logs/a.log", "metrics/m.json", "status.json", "checkpoints/op/last.pt",
+                     "checkpoints/op/.last.pt.x.tmp", "data/train.h5", "training/x.py", "wandb/.hidden/f"):
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text("x")
+        light = {str(p) for p in artifact_paths(tmp_path, include_checkpoints=False)}
+        assert light == {"logs/a.log", "metrics/m.json", "status.json"}
+        full = {str(p) for p in artifact_paths(tmp_path, include_checkpoints=True)}
+        assert full == light | {"checkpoints/op/last.pt"}
 
     def test_pipeline_env_and_command(self):
         p = policy(pipeline_env={"TRAIN_FAIL_AT_STAGE": "operator"}, reset_cache=0)
