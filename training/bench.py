@@ -1,7 +1,7 @@
 """`make bench-train`: generate a dataset, run the whole pipeline, and judge the results against the aims.
 
     python -m training.bench                       # CPU preset (configs/bench_cpu.yaml, ~15 min on 2 cores)
-    python -m training.bench --preset gpu          # configs/bench_gpu.yaml, one command, < 8 min on an H200
+    python -m training.bench --preset gpu          # configs/bench_gpu.yaml, one command, ≈ 10 min on an H200 (estimated)
     python -m training.bench --steps-scale 0.25    # a shortened run (every stage's steps x 0.25)
     python -m training.bench --preset gpu --steps-scale 0.1 --samples 800   # a ~2-3 min GPU smoke run
 
