@@ -4,7 +4,8 @@ ignore, minus data and run outputs, into a byte-for-byte reproducible .tar.gz.
 Reproducible (sorted names, zeroed times and owners, gzip without a timestamp) so that its sha256 names the
 tree's content: the bootstrap role skips the upload when the instance already has that tree.
 
-    python -m tools.packtree --root . --out .cache/vastkit/code-tree.tar.gz   # prints {"path", "sha256", "files"}
+    python -m tools.packtree --root . --out .cache/vastkit/code-tree.tar.gz
+    # prints {"path", "sha256", "files" (a count), "names" (the paths, which the role uses to prune)}
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def pack(root: Path, out: Path) -> dict:
                 tar.addfile(info)
     tmp.replace(out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    return {"path": str(out), "sha256": digest, "files": len(files)}
+    return {"path": str(out), "sha256": digest, "files": len(files), "names": files}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,6 +72,7 @@ def relaunch(world: LocalWorld, rec: Record) -> None:
     rec.facts.update(heartbeat=beat, files_with_secrets=files_with_secrets.split(), files_seen=int(files_seen))
     second = rec.playbook(world.launch("tiny", run, *args))
     rec.facts.update(second=second, objects={k: world.s3.read(k) for k in world.s3.keys(f"runs/{run}/")})
+    rec.facts.update(pruned=_relaunch_after_a_file_was_deleted(world, run, args))
     rec.playbook(world.playbook("teardown.yml", "-e", f"run={run}", "-e", f"ssh_key_file={world.keys.private_key}",
                                 "-e", f"known_hosts_dir={world.root / 'known_hosts'}"))
     world.wait_gone(run, timeout=60)
@@ -100,6 +101,21 @@ def resume(world: LocalWorld, rec: Record) -> None:
                                 "-e", f"known_hosts_dir={world.root / 'known_hosts'}"))
     world.wait_gone(run, timeout=60)
     rec.facts["synced_log"] = world.s3.read(f"runs/{run}/logs/pipeline.log").decode()
+
+
+def _relaunch_after_a_file_was_deleted(world: LocalWorld, run: str, args: tuple[str, ...]) -> dict[str, bool]:
+    """Make the instance's tree look like an upload of a tree that had `training/stale_module.py` (since
+    deleted on the controller), relaunch, and report which files exist afterwards."""
+    setup = (f"cd {CODE_DIR} && echo 'raise SystemExit' > training/stale_module.py && echo n > notes_kept.txt"
+             " && echo o > /workspace/outside.txt && echo a > /workspace/abs.txt"
+             " && printf 'training/stale_module.py\\n../outside.txt\\n/workspace/abs.txt\\n' >> .vastkit/tree.files"
+             " && echo stale > .vastkit/tree.sha256")
+    world.ssh(run, setup)
+    world.launch("tiny", run, *args)
+    paths = {"stale": f"{CODE_DIR}/training/stale_module.py", "kept": f"{CODE_DIR}/notes_kept.txt",
+             "outside": "/workspace/outside.txt", "absolute": "/workspace/abs.txt", "tree": f"{CODE_DIR}/training/__init__.py"}
+    _, out, _ = world.ssh(run, "; ".join(f"test -e {path} && echo {name}" for name, path in paths.items()))
+    return {name: name in out.split() for name in paths}
 
 
 def _succeeded(world: LocalWorld, run: str) -> dict | None:

@@ -64,6 +64,11 @@ def test_relaunch_on_a_ready_instance_changes_nothing(scenarios):
     assert rec.facts["gone"]  # teardown.yml destroyed it (auto_shutdown=false kept it until then)
 
 
+def test_code_source_local_prunes_files_deleted_on_the_controller(scenarios):
+    pruned = record_of(scenarios, "relaunch").facts["pruned"]
+    assert pruned == {"stale": False, "kept": True, "outside": True, "absolute": True, "tree": True}
+
+
 def test_secrets_appear_nowhere(scenarios, world):
     rec = record_of(scenarios, "relaunch")
     secrets = [*world.secrets.values(), rec.facts["container_key"]]
