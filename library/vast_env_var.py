@@ -42,13 +42,6 @@ options:
     default: present
 extends_documentation_fragment:
   - vast
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 notes:
   - If the API ever returns masked values, equality cannot be checked and the value is written again.
 """

@@ -21,13 +21,6 @@ options:
     default: []
 extends_documentation_fragment:
   - vast
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 """
 
 EXAMPLES = r"""

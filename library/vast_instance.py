@@ -117,12 +117,7 @@ extends_documentation_fragment:
   - vast
   - vast.search
 attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
   idempotent:
-    support: full
     details: The label is the identity; a repeated call with the same label changes nothing.
 seealso:
   - module: vast_offer_info

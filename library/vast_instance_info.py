@@ -38,13 +38,6 @@ options:
     type: str
 extends_documentation_fragment:
   - vast
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 """
 
 EXAMPLES = r"""

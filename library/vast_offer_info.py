@@ -21,13 +21,6 @@ options:
 extends_documentation_fragment:
   - vast
   - vast.search
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 """
 
 EXAMPLES = r"""

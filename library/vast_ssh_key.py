@@ -37,12 +37,7 @@ options:
 extends_documentation_fragment:
   - vast
 attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
   idempotent:
-    support: full
     details: Attaching is idempotent only with O(private_key_file).
 """
 

@@ -2,7 +2,7 @@
 
 
 class ModuleDocFragment:
-    # Credentials: `extends_documentation_fragment: [vast]`.
+    # Credentials and the attributes every vast_* module shares: `extends_documentation_fragment: [vast]`.
     DOCUMENTATION = r"""
 options:
   api_key:
@@ -19,6 +19,16 @@ options:
     type: str
 requirements:
   - python >= 3.10 on the controller, with the repository's C(vastkit) package (the repo's C(.venv))
+attributes:
+  check_mode:
+    description: Can run in check mode and return the changed status (and, for writes, the plan) without writing.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed when in diff mode.
+    support: none
+  idempotent:
+    description: When run twice in a row with the same arguments, the second run changes nothing.
+    support: full
 notes:
   - These modules talk to the Vast.ai API from the controller; run them on C(localhost).
   - API failures are reported with the API's HTTP status, error code and message in C(api_error).
