@@ -18,6 +18,7 @@ from training.loop import TrainSpec, train
 from training.metrics_report import MethodMetrics, compute_method_metrics, write_reports
 from training.models.diffusion import refine_evaluations
 from training.models.fno import FNOStepper
+from training.pushforward import pushforward_loss
 from training.schedule import BatchDraw
 from training.stages.autoencoder import reconstruction_nrmse
 from training.stages.upstream import load_autoencoder, load_diffusion, load_operator, load_student
@@ -47,15 +48,7 @@ def train_fno(ctx: StageContext, train_u: torch.Tensor) -> tuple[FNOStepper, dic
         flat = draw.randint(samples * starts).to(device)
         n, t = flat // starts, flat % starts
         x = u[n, t]
-        scale = model.u_std
-        if unroll == 1:
-            return (((net(x) - u[n, t + 1]) / scale) ** 2).mean()
-        with torch.no_grad():
-            y = x
-            for _ in range(unroll - 1):
-                y = net(y)
-        one, far = net(torch.cat([x, y])).chunk(2)
-        return (((one - u[n, t + 1]) / scale) ** 2).mean() + (((far - u[n, t + unroll]) / scale) ** 2).mean()
+        return pushforward_loss(net, x, u[n, t + 1], u[n, t + unroll], unroll, scale=model.u_std)
 
     outcome = train(ctx, TrainSpec(stage=STAGE, kind="fno", loop=cfg.fno, model=model, loss_fn=loss_fn,
                                    folder=STAGE, name="fno", seed_salt=6,

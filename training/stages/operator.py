@@ -13,6 +13,7 @@ from training.datafiles import load_split
 from training.loop import TrainSpec, train
 from training.metrics import nrmse
 from training.models.operator import LatentStepper
+from training.pushforward import pushforward_loss
 from training.schedule import BatchDraw
 from training.stages.upstream import load_autoencoder, load_latents
 from training.surrogates import LatentSurrogate
@@ -39,15 +40,8 @@ def run(ctx: StageContext) -> StageResult:
         x = zn[n, t]
         if cfg.operator.input_noise > 0:  # a perturbed start: trains the stepper to pull drift back
             x = x + cfg.operator.input_noise * draw.randn(*x.shape[1:])
-        if unroll == 1:
-            return ((net(x) - zn[n, t + 1]) ** 2).mean()
-        with torch.no_grad():
-            y = x
-            for _ in range(unroll - 1):
-                y = net(y)
-        # one forward for both terms: DDP expects a single forward per backward
-        one, far = net(torch.cat([x, y])).chunk(2)
-        return ((one - zn[n, t + 1]) ** 2).mean() + cfg.operator.unroll_weight * ((far - zn[n, t + unroll]) ** 2).mean()
+        return pushforward_loss(net, x, zn[n, t + 1], zn[n, t + unroll], unroll,
+                                far_weight=cfg.operator.unroll_weight)
 
     spec = TrainSpec(stage=STAGE, kind=STAGE, loop=cfg.operator, model=model, loss_fn=loss_fn,
                      upstream={"autoencoder": autoencoder.uid}, seed_salt=3)
