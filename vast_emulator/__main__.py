@@ -19,7 +19,10 @@ REQUIREMENTS = (
     ("ssh-keygen", "apt-get install openssh-client"),
     (BASE_PYTHON, "apt-get install python3 python3-venv"),
     ("mount", "apt-get install mount"),
+    ("losetup", "apt-get install mount"),
+    ("mkfs.ext4", "apt-get install e2fsprogs"),  # /workspace is an ext4 image of the rented size
 )
+LOOP_CONTROL = Path("/dev/loop-control")
 
 
 def missing_requirement() -> str | None:
@@ -29,6 +32,11 @@ def missing_requirement() -> str | None:
     for tool, install in REQUIREMENTS:
         if shutil.which(tool) is None:
             return f"vast_emulator needs {tool}, which is missing: {install}"
+    if not LOOP_CONTROL.exists():
+        return (
+            "vast_emulator needs loop devices (/dev/loop-control) to mount instance disks: modprobe loop "
+            "(in a container, give it /dev/loop-control and /dev/loop*)"
+        )
     return None
 
 

@@ -1,4 +1,12 @@
-"""The environment of an instance, as a Vast container has it, and the create body's ``env`` dict."""
+"""The environment of an instance, as a Vast container has it, and the create body's ``env`` dict.
+
+Two environments, as on a Vast host in SSH launch mode:
+
+- the *container* environment (account env-vars, create ``-e`` entries, ``CONTAINER_API_KEY``...) reaches
+  PID 1 and onstart only;
+- the *network* environment (the host's proxy, CA bundle, ``PIP_*``/``UV_*`` settings) is the machine's
+  network: it reaches onstart and, through sshd's ``SetEnv``, SSH sessions too. It never holds Vast secrets.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,12 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_PATH = "/venv/main/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Host settings an instance needs to reach package indexes the way this machine does (its "network").
 PASSTHROUGH = re.compile(r"^(https?_proxy|no_proxy|HTTPS?_PROXY|NO_PROXY|SSL_CERT_(FILE|DIR)|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|PIP_[A-Z_]+|UV_[A-Z_]+)$")
+
+
+def network_environment() -> dict[str, str]:
+    """The host's network settings (PASSTHROUGH names only): how an instance reaches package indexes."""
+    # UV_CACHE_DIR stays out: inside, the cache is the bind at /root/.cache/uv.
+    return {k: v for k, v in os.environ.items() if PASSTHROUGH.match(k) and k != "UV_CACHE_DIR"}
 
 
 def container_env_entries(env: Any) -> dict[str, str]:
@@ -40,9 +54,11 @@ def instance_environment(
     create_env: dict[str, str],
     api_url: str,
 ) -> dict[str, str]:
-    """Image defaults < account env-vars < create ``-e`` entries < what Vast always sets for the container."""
-    # UV_CACHE_DIR stays out: inside, the cache is the bind at /root/.cache/uv.
-    env: dict[str, str] = {k: v for k, v in os.environ.items() if PASSTHROUGH.match(k) and k != "UV_CACHE_DIR"}
+    """Network < image defaults < account env-vars < create ``-e`` entries < what Vast always sets.
+
+    This is the container's environment: PID 1 and onstart see it, SSH sessions do not.
+    """
+    env = network_environment()
     env.update(
         {
             "HOME": "/root",

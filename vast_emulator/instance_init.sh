@@ -12,7 +12,20 @@ echo "C.${CONTAINER_ID}" > /proc/sys/kernel/hostname
 
 mount -t overlay overlay -o "lowerdir=$VE_BASE_VENV,upperdir=$d/venv/upper,workdir=$d/venv/work" /venv/main
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/etc/upper,workdir=$d/etc/work" /etc
-mount --bind "$d/disk" /workspace
+if [ -f "$d/disk.img" ]; then
+  # The instance's disk, of the rented size (disk.py). The previous start's loop device is released when
+  # its namespace dies; a second loop device on the same image while the first is mounted would corrupt it.
+  for _ in $(seq 100); do [ -z "$(losetup -j "$d/disk.img")" ] && break; sleep 0.05; done
+  if [ -n "$(losetup -j "$d/disk.img")" ]; then
+    echo "instance_init: $d/disk.img is still attached to a loop device; not mounting it twice" >&2
+    exit 1
+  fi
+  # noinit_itable: no background zeroing of inode tables (the sparse image reads as zeros already).
+  mount -t ext4 -o loop,noatime,noinit_itable "$d/disk.img" /workspace
+  rmdir /workspace/lost+found 2>/dev/null || true  # mkfs's, not the image's: Vast's /workspace has none
+else
+  mount --bind "$d/disk" /workspace  # an instance from before disks had a size
+fi
 if [ -n "${VE_UV_CACHE:-}" ]; then
   # The emulator's analogue of a host's image-layer cache: repeated package installs stay fast.
   mount --bind "$VE_UV_CACHE" "$d/home/.cache/uv"

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import runtime
 from .create_request import MAX_LABEL, no_such_ask, validated_create_body
-from .environment import container_env_entries, instance_environment
+from .environment import container_env_entries, instance_environment, network_environment
 from .errors import ApiError, invalid_args, no_such_instance
 from .faults import Fault, FaultBook, instance_fault_state
 from .instance_view import PENDING, public_row
@@ -143,7 +143,7 @@ class InstanceManager:
                 rec.faults.update(instance_fault_state(fault))
             data.instances[instance_id] = rec
             self.store.save()
-            runtime.prepare_dirs(self.instance_dir(instance_id))
+            runtime.prepare_dirs(self.instance_dir(instance_id), rec.disk)
             self._daemon_log(instance_id, f"created on offer {offer_id} (machine {offer['machine_id']})")
             generation = self._bump(instance_id)
         self._start_boot(instance_id, generation)
@@ -221,8 +221,8 @@ class InstanceManager:
             api_url=self.settings.api_url(),
         )
         directory = self.instance_dir(rec.id)
-        runtime.prepare_dirs(directory)
-        runtime.write_config(directory, rec.id, rec.ssh_port or 0, env, rec.onstart)
+        runtime.prepare_dirs(directory, rec.disk)
+        runtime.write_config(directory, rec.id, rec.ssh_port or 0, network_environment(), rec.onstart)
         runtime.write_authorized_keys(directory, rec.authorized_keys + [k["key"] for k in rec.attached_keys])
         return runtime.LaunchSpec(
             instance_id=rec.id,

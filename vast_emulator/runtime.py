@@ -2,12 +2,16 @@
 
 Layout of an instance directory (host side) and what each part becomes inside the instance:
 
-    disk/            -> /workspace            (bind; the instance's disk, kept across stop/start)
+    disk.img         -> /workspace            (loop-mounted ext4 of the rented size, kept across restarts; disk.py)
     home/            -> /root                 (bind; private home with .ssh/authorized_keys, onstart.sh)
     tmp/             -> /tmp                  (bind; tmux sockets live here, so no two instances share one)
-    etc/upper        -> /etc                  (overlay over the host /etc: sshd_config, host key, environment)
+    etc/upper        -> /etc                  (overlay over the host /etc: sshd_config, host key)
     venv/upper       -> /venv/main            (overlay over the shared base venv)
     logs/            sshd.log, onstart.log, init.log (host side only)
+
+The container environment (secrets included) is given to PID 1 only, which passes it to onstart. sshd builds
+a fresh environment for each session, as on Vast in SSH launch mode; only the host's network settings reach
+sessions, through ``SetEnv``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from . import disk
+from .environment import PASSTHROUGH
+
 SSHD = "/usr/sbin/sshd"
+SSHD_NAMES = ("sshd", "sshd-session", "sshd-auth")  # the listener and, in newer OpenSSH, its per-connection helpers
 INSTANCE_MARKER_VAR = "VAST_EMULATOR_INSTANCE"  # lets tests find stray processes of one emulator by environ
 SSHD_CONFIG = """\
 # sshd of emulated instance {instance_id}
@@ -37,7 +45,6 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 AuthorizedKeysFile /root/.ssh/authorized_keys
-PermitUserEnvironment yes
 PrintMotd no
 PrintLastLog no
 UseDNS no
@@ -45,7 +52,7 @@ AcceptEnv LANG LC_*
 MaxStartups 100:30:200
 MaxSessions 100
 Subsystem sftp internal-sftp
-"""
+{set_env}"""
 BASHRC = """\
 # Like the vastai/pytorch image: the shared venv comes first on PATH.
 case ":$PATH:" in *:/venv/main/bin:*) ;; *) export PATH="/venv/main/bin:$PATH" ;; esac
@@ -69,8 +76,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare_dirs(instance_dir: Path) -> None:
-    for sub in ("disk", "home/.ssh", "home/.cache/uv", "etc/upper/ssh", "etc/work", "venv/upper", "venv/work", "logs"):
+def prepare_dirs(instance_dir: Path, disk_gb: float) -> None:
+    for sub in ("home/.ssh", "home/.cache/uv", "etc/upper/ssh", "etc/work", "venv/upper", "venv/work", "logs"):
         (instance_dir / sub).mkdir(parents=True, exist_ok=True)
     tmp = instance_dir / "tmp"
     tmp.mkdir(exist_ok=True)
@@ -87,6 +94,7 @@ def prepare_dirs(instance_dir: Path) -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+    disk.create_image(instance_dir, disk_gb)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -99,16 +107,23 @@ def write_authorized_keys(instance_dir: Path, keys: list[str]) -> None:
     _write_private(instance_dir / "home/.ssh/authorized_keys", "".join(k.strip() + "\n" for k in keys))
 
 
-def write_config(instance_dir: Path, instance_id: int, port: int, env: dict[str, str], onstart: str | None) -> None:
-    """sshd_config, the session environment (for non-interactive sessions too) and /etc/environment."""
-    _write_private(instance_dir / "etc/upper/ssh/sshd_config", SSHD_CONFIG.format(instance_id=instance_id, port=port))
-    # ~/.ssh/environment (PermitUserEnvironment) is read raw: NAME=value, no quoting.
-    _write_private(instance_dir / "home/.ssh/environment", "".join(f"{k}={v}\n" for k, v in env.items()))
-    # /etc/environment as the Vast images export it at boot (pam_env syntax).
-    _write_private(
-        instance_dir / "etc/upper/environment",
-        "".join(f'{k}="{v}"\n' for k, v in env.items() if '"' not in v),
-    )
+def sshd_set_env(network_env: dict[str, str]) -> str:
+    """The ``SetEnv`` line that gives SSH sessions the host's network settings (PASSTHROUGH names only)."""
+    items = []
+    for name, value in sorted(network_env.items()):
+        if not PASSTHROUGH.match(name) or "\n" in value:
+            continue  # never a container variable (they may be secrets); a newline cannot be expressed
+        quoted = (name + "=" + value).replace("\\", "\\\\").replace('"', '\\"')
+        items.append(f'"{quoted}"')
+    return f"SetEnv {' '.join(items)}\n" if items else ""
+
+
+def write_config(instance_dir: Path, instance_id: int, port: int, network_env: dict[str, str], onstart: str | None) -> None:
+    """sshd_config (with the network settings for sessions) and the onstart script; no session environment file."""
+    config = SSHD_CONFIG.format(instance_id=instance_id, port=port, set_env=sshd_set_env(network_env))
+    _write_private(instance_dir / "etc/upper/ssh/sshd_config", config)
+    # Written by emulators that still handed the container env to sessions: it would hold secrets.
+    (instance_dir / "home/.ssh/environment").unlink(missing_ok=True)
     _write_private(instance_dir / "home/onstart.sh", onstart or "")
 
 
@@ -147,6 +162,38 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(p) for p in text.split()]
+
+
+def init_pid(unshare_pid: int) -> int | None:
+    """The instance's PID 1 as the host sees it: the one child of its ``unshare`` process."""
+    children = _children(unshare_pid)
+    return children[0] if children else None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``; below an instance's init that is every process of the instance."""
+    found: list[int] = []
+    todo = _children(pid)
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += _children(child)
+    return found
+
+
+def kill_sshd(init: int) -> list[int]:
+    """SIGKILL the instance's sshd (listener and connections), nothing else; returns the pids killed."""
+    killed = []
+    for pid in descendants(init):
+        try:
+            name = Path(f"/proc/{pid}/exe").readlink().name
+        except OSError:
+            continue
+        if name in SSHD_NAMES:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    return killed
 
 
 def is_alive(pid: int) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 import requests
 
 from .base_venv import ensure_base_venv
-from .runtime import INSTANCE_MARKER_VAR
+from .runtime import INSTANCE_MARKER_VAR, descendants
 
 
 class EmulatorError(RuntimeError):
@@ -47,6 +47,19 @@ def leftover_mounts(state_dir: Path) -> list[str]:
     """Mounts on this host that mention ``state_dir`` (instance mounts are private, so there should be none)."""
     needle = str(Path(state_dir).resolve())
     return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if needle in line]
+
+
+def leftover_loop_devices(state_dir: Path) -> list[str]:
+    """Loop devices backed by a file under ``state_dir`` (instance disks; none once their instances are gone)."""
+    needle = str(Path(state_dir).resolve()) + "/"
+    found = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if backing.read_text().strip().startswith(needle):
+                found.append(backing.parent.parent.name)
+        except OSError:
+            continue
+    return found
 
 
 @dataclass
@@ -112,6 +125,20 @@ class EmulatorHandle:
                 return row
             time.sleep(0.1)
         raise EmulatorError(f"instance {instance_id} not {status} after {timeout}s: {row and row['actual_status']}")
+
+    def instance_pids(self, instance_id: int) -> list[int]:
+        """Host pids of every process of a running instance, its init first ([] when none run)."""
+        for entry in self.state()["instances"]:
+            if entry["id"] == instance_id and entry["_emulator"]["runtime_pid"]:
+                return descendants(entry["_emulator"]["runtime_pid"])
+        return []
+
+    def instance_root(self, instance_id: int) -> Path:
+        """The instance's own view of its filesystem (``/proc/<init>/root``), e.g. to read its /workspace."""
+        pids = self.instance_pids(instance_id)
+        if not pids:
+            raise EmulatorError(f"instance {instance_id} has no processes")
+        return Path(f"/proc/{pids[0]}/root")
 
     def destroy(self, instance_id: int) -> None:
         self._ok(self.api("DELETE", f"/api/v0/instances/{instance_id}/"))
@@ -183,6 +210,9 @@ def running_emulator(state_dir: Path, **kwargs: Any) -> Iterator[EmulatorHandle]
         strays = handle.stop()
         if strays:
             raise EmulatorError(f"emulator left instance processes running: {strays}")
+        loops = leftover_loop_devices(handle.state_dir)
+        if loops:
+            raise EmulatorError(f"emulator left instance disks attached to loop devices: {loops}")
 
 
 @dataclass(frozen=True)

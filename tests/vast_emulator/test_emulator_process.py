@@ -8,7 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vast_emulator.testing import connect_ssh, leftover_mounts, ssh_run, start_emulator, stray_processes
+from vast_emulator.testing import (
+    connect_ssh,
+    leftover_loop_devices,
+    leftover_mounts,
+    ssh_run,
+    start_emulator,
+    stray_processes,
+)
 
 
 def test_state_survives_a_restart_and_shutdown_leaves_nothing(tmp_path, ssh_keypair):
@@ -28,7 +35,7 @@ def test_state_survives_a_restart_and_shutdown_leaves_nothing(tmp_path, ssh_keyp
     finally:
         strays = emu.stop()
     assert strays == []  # SIGTERM ended every instance process
-    assert leftover_mounts(state) == []
+    assert leftover_mounts(state) == [] and leftover_loop_devices(state) == []
 
     emu = start_emulator(state, api_key="restart-test-key")
     try:
@@ -37,9 +44,11 @@ def test_state_survives_a_restart_and_shutdown_leaves_nothing(tmp_path, ssh_keyp
         assert emu.instance(stopped_id)["actual_status"] == "stopped"
         assert emu.api("GET", "/api/v0/secrets/").json()["secrets"]["KEPT"] == "yes"
         client = connect_ssh(row, ssh_keypair.private_key)
-        _, out, _ = ssh_run(client, "cat /workspace/data.txt; sleep 0.3; wc -l < /workspace/boots; echo $KEPT")
+        # Account env-vars reach the container (PID 1), not SSH sessions.
+        command = "cat /workspace/data.txt; sleep 0.3; wc -l < /workspace/boots; tr '\\0' '\\n' < /proc/1/environ | grep ^KEPT="
+        _, out, _ = ssh_run(client, command)
         client.close()
-        assert out.split() == ["precious", "2", "yes"]
+        assert out.split() == ["precious", "2", "KEPT=yes"]
         assert emu.instance(running_id)["id"] == running_id
         next_id = emu.launch(gpu_name="L40S")
         assert next_id > max(running_id, stopped_id)  # ids are never reused

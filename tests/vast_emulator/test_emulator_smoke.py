@@ -8,10 +8,10 @@ def test_create_ssh_destroy(emulator, ssh_keypair):
     row = emulator.wait_status(instance_id, "running")
     client = connect_ssh(row, ssh_keypair.private_key)
     try:
-        status, out, _ = ssh_run(client, "cat /workspace/mark; echo $CONTAINER_ID; which python")
+        status, out, _ = ssh_run(client, "sleep 0.2; cat /workspace/mark; hostname; which python")
     finally:
         client.close()
     assert status == 0
-    assert out.split() == ["onstart-was-here", str(instance_id), "/venv/main/bin/python"]
+    assert out.split() == ["onstart-was-here", f"C.{instance_id}", "/venv/main/bin/python"]
     emulator.destroy(instance_id)
     assert emulator.instance(instance_id) is None
