@@ -7,13 +7,20 @@ hit an instance chosen by ``target``: ``"next_create"`` (an ordered queue: each 
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-INSTANCE_KINDS = ("stuck_loading", "ssh_refused", "status", "preempt")
+# Faults that act on a running instance after a delay (a timer, started when it is running).
+TIMED_KINDS = ("status", "preempt", "restart", "sshd_dies", "disk_full", "disk_free")
+INSTANCE_KINDS = ("stuck_loading", "ssh_refused", *TIMED_KINDS)
 ALL_KINDS = ("http_error", "offer_gone", "none", *INSTANCE_KINDS)
+# The flags instance faults leave on a record until they act (reset-faults drops them).
+PENDING_FAULT_KEYS = ("stuck_loading", "ssh_refused_s", "status", "preempt", "restart", "sshd_dies", "disk_full", "disk_free")
+CALLERS = re.compile(r"^(account|instance|instance:\d+|none)$")
 DEFAULT_GONE_FOR_S = 600.0
 DEFAULT_429_BODY = "API requests too frequent endpoint threshold=1.0"
 
@@ -34,17 +41,26 @@ class Fault:
 
 @dataclass
 class HttpFault:
+    """A burst of error answers: the next ``remaining`` matching requests, or all of them until ``until``."""
+
     status: int
-    remaining: int
+    remaining: int | None  # None: unlimited until ``until``
     retry_after: float | None = None
     path: str | None = None
     method: str | None = None
     body: str | None = None
+    until: float | None = None  # epoch seconds
+    caller: str | None = None  # "account", "instance" (any instance key), "instance:N", "none"
 
-    def applies_to(self, method: str, path: str) -> bool:
+    def applies_to(self, method: str, path: str, caller: str) -> bool:
         if self.method and self.method.upper() != method.upper():
             return False
+        if self.caller and caller != self.caller and not caller.startswith(self.caller + ":"):
+            return False
         return not (self.path and self.path not in path)
+
+    def expired(self, now: float) -> bool:
+        return (self.until is not None and now >= self.until) or (self.remaining is not None and self.remaining <= 0)
 
 
 def _number(spec: dict[str, Any], key: str, default: Any = None, minimum: float = 0.0) -> Any:
@@ -71,13 +87,17 @@ def _target(spec: dict[str, Any]) -> Any:
 
 
 _ALLOWED_KEYS = {
-    "http_error": {"status", "count", "retry_after", "path", "method", "body"},
+    "http_error": {"status", "count", "for_s", "retry_after", "path", "method", "body", "caller"},
     "offer_gone": {"target", "offer_ids", "status", "gone_for_s"},
     "none": {"target"},
     "stuck_loading": {"target"},
     "ssh_refused": {"target", "seconds"},
     "status": {"target", "status", "after_s"},
-    "preempt": {"target", "after_s", "at"},
+    "preempt": {"target", "after_s", "at", "resume_after_s"},
+    "restart": {"target", "after_s"},
+    "sshd_dies": {"target", "after_s"},
+    "disk_full": {"target", "after_s", "free_bytes", "for_s"},
+    "disk_free": {"target"},
 }
 
 
@@ -94,21 +114,7 @@ def parse_fault(spec: Any) -> Fault:
             f"fault {kind!r}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_ALLOWED_KEYS[kind]))}"
         )
     if kind == "http_error":
-        status = spec.get("status")
-        if not isinstance(status, int) or not 400 <= status <= 599:
-            raise FaultSpecError(f"fault 'http_error': status must be an HTTP error code 400-599, got {status!r}")
-        count = spec.get("count", 1)
-        if not isinstance(count, int) or count < 1:
-            raise FaultSpecError(f"fault 'http_error': count must be an integer >= 1, got {count!r}")
-        params = {
-            "status": status,
-            "count": count,
-            "retry_after": _number(spec, "retry_after"),
-            "path": spec.get("path"),
-            "method": spec.get("method"),
-            "body": spec.get("body"),
-        }
-        return Fault(kind, None, params)
+        return Fault(kind, None, _http_error_params(spec))
     if kind == "offer_gone":
         status = spec.get("status")
         if status not in (None, 404, 410):
@@ -136,10 +142,54 @@ def parse_fault(spec: Any) -> Fault:
         if status not in ("exited", "offline"):
             raise FaultSpecError(f"fault 'status': status must be \"exited\" or \"offline\", got {status!r}")
         return Fault(kind, target, {"status": status, "after_s": _number(spec, "after_s", 0.0)})
+    if kind in ("restart", "sshd_dies"):
+        return Fault(kind, target, {"after_s": _number(spec, "after_s", 0.0)})
+    if kind == "disk_full":
+        free = spec.get("free_bytes", 0)
+        if isinstance(free, bool) or not isinstance(free, int) or free < 0:
+            raise FaultSpecError(f"fault 'disk_full': free_bytes must be an integer >= 0, got {free!r}")
+        for_s = _number(spec, "for_s")
+        if for_s is not None and for_s <= 0:
+            raise FaultSpecError(f"fault 'disk_full': for_s must be a number > 0 (omit it to stay full), got {for_s!r}")
+        return Fault(kind, target, {"after_s": _number(spec, "after_s", 0.0), "free_bytes": free, "for_s": for_s})
+    if kind == "disk_free":
+        return Fault(kind, target, {})
     # preempt
     if "at" in spec and "after_s" in spec:
         raise FaultSpecError("fault 'preempt': give at (epoch seconds) or after_s, not both")
-    return Fault(kind, target, {"after_s": _number(spec, "after_s", 0.0), "at": _number(spec, "at")})
+    params = {"after_s": _number(spec, "after_s", 0.0), "at": _number(spec, "at")}
+    return Fault(kind, target, {**params, "resume_after_s": _number(spec, "resume_after_s")})
+
+
+def _http_error_params(spec: dict[str, Any]) -> dict[str, Any]:
+    status = spec.get("status")
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        raise FaultSpecError(f"fault 'http_error': status must be an HTTP error code 400-599, got {status!r}")
+    if "count" in spec and "for_s" in spec:
+        raise FaultSpecError("fault 'http_error': give count (requests) or for_s (seconds), not both")
+    count = spec.get("count", 1)
+    if "for_s" in spec:
+        count = None
+        for_s = _number(spec, "for_s")
+        if for_s is None or for_s <= 0:
+            raise FaultSpecError(f"fault 'http_error': for_s must be a number > 0, got {spec['for_s']!r}")
+    elif not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise FaultSpecError(f"fault 'http_error': count must be an integer >= 1, got {count!r}")
+    caller = spec.get("caller")
+    if caller is not None and not (isinstance(caller, str) and CALLERS.match(caller)):
+        raise FaultSpecError(
+            f"fault 'http_error': caller must be \"account\", \"instance\", \"instance:<id>\" or \"none\", got {caller!r}"
+        )
+    return {
+        "status": status,
+        "count": count,
+        "for_s": spec.get("for_s"),
+        "retry_after": _number(spec, "retry_after"),
+        "path": spec.get("path"),
+        "method": spec.get("method"),
+        "body": spec.get("body"),
+        "caller": caller,
+    }
 
 
 def parse_faults(payload: Any) -> list[Fault]:
@@ -162,7 +212,11 @@ def instance_fault_state(fault: Fault) -> dict[str, Any]:
     if fault.kind == "status":
         return {"status": {"status": fault.params["status"], "after_s": fault.params["after_s"]}}
     if fault.kind == "preempt":
-        return {"preempt": {"after_s": fault.params["after_s"], "at": fault.params["at"]}}
+        return {"preempt": dict(fault.params)}
+    if fault.kind in ("restart", "sshd_dies", "disk_full"):
+        return {fault.kind: dict(fault.params)}
+    if fault.kind == "disk_free":
+        return {"disk_free": True}
     return {}
 
 
@@ -177,8 +231,10 @@ class FaultBook:
 
     def add_http(self, fault: Fault) -> None:
         p = fault.params
+        until = time.time() + float(p["for_s"]) if p.get("for_s") is not None else None
+        burst = HttpFault(p["status"], p["count"], p["retry_after"], p["path"], p["method"], p["body"], until, p["caller"])
         with self._lock:
-            self._http.append(HttpFault(p["status"], p["count"], p["retry_after"], p["path"], p["method"], p["body"]))
+            self._http.append(burst)
 
     def queue_for_create(self, fault: Fault) -> None:
         with self._lock:
@@ -188,13 +244,17 @@ class FaultBook:
         with self._lock:
             self._by_label.setdefault(label, []).append(fault)
 
-    def take_http(self, method: str, path: str) -> HttpFault | None:
+    def take_http(self, method: str, path: str, caller: str) -> HttpFault | None:
+        """The burst this request falls into, if any (``caller`` as the request log names it)."""
+        now = time.time()
         with self._lock:
+            self._http = [f for f in self._http if not f.expired(now)]
             for fault in self._http:
-                if fault.applies_to(method, path):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._http.remove(fault)
+                if fault.applies_to(method, path, caller):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                        if fault.remaining <= 0:
+                            self._http.remove(fault)
                     return fault
         return None
 

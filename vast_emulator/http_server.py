@@ -74,8 +74,15 @@ class Frontend:
         return response, entry
 
     def _dispatch(self, method, path, query, headers, body, base_url, entry) -> Response:
+        auth = headers.get("Authorization") or ""
+        key = auth[7:].strip() if auth[:7].lower() == "bearer " else query.get("api_key")
+        caller = self.caller_for(key)
+        entry["caller"] = "invalid" if caller is None else caller.kind
+        if caller is not None and caller.kind == "instance":
+            entry["caller"] = f"instance:{caller.instance_id}"
         if path.startswith("/api/"):
-            fault = self.faults.take_http(method, path)
+            # Faults may target one kind of caller (e.g. the instance key a self-destroy uses), so after the key.
+            fault = self.faults.take_http(method, path, entry["caller"])
             if fault is not None:
                 entry["fault"] = f"http_error {fault.status}"
                 return _fault_response(fault.status, fault.retry_after, fault.body)
@@ -84,14 +91,8 @@ class Frontend:
             if path_known:
                 raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}")
             raise ApiError(404, "not_found", f"No such endpoint: {method} {path}")
-        auth = headers.get("Authorization") or ""
-        key = auth[7:].strip() if auth[:7].lower() == "bearer " else query.get("api_key")
-        caller = self.caller_for(key)
-        if caller is not None:
-            entry["caller"] = caller.kind if caller.kind != "instance" else f"instance:{caller.instance_id}"
         if route.auth != "none":
             if caller is None or caller.kind == "none":
-                entry["caller"] = "invalid" if caller is None else "none"
                 raise invalid_user_key()
             if route.auth == "account" and caller.kind != "account":
                 raise ApiError(403, "permission_denied", "Emulator admin endpoints need the account API key")

@@ -9,6 +9,19 @@ from .offers import priced
 from .store import InstanceRecord
 
 PENDING = ("created", "loading")
+STARTED = ("running", *PENDING, "rebooting")
+
+
+def contract_states(rec: InstanceRecord) -> tuple[str, str]:
+    """``(cur_state, next_state)``: what the contract is now and what it is headed for.
+
+    A container that runs or is starting is "running"; a stopped, preempted, exited or offline one "stopped".
+    ``next_state`` follows ``intended_status``, so a user stop and an outbid both read
+    ``cur_state == intended_status == next_state == "stopped"`` (the signal clients look for), while an
+    exited or offline host that Vast will bring back reads stopped -> running.
+    """
+    cur = "running" if rec.actual_status in STARTED else "stopped"
+    return cur, "running" if rec.intended_status == "running" else "stopped"
 
 
 def public_row(rec: InstanceRecord, offer: dict[str, Any]) -> dict[str, Any]:
@@ -19,7 +32,7 @@ def public_row(rec: InstanceRecord, offer: dict[str, Any]) -> dict[str, Any]:
     running = rec.actual_status == "running"
     port = rec.ssh_port
     now = time.time()
-    state = "running" if rec.intended_status == "running" else "stopped"
+    cur_state, next_state = contract_states(rec)
     return {
         "id": rec.id,
         "machine_id": offer["machine_id"],
@@ -27,8 +40,8 @@ def public_row(rec: InstanceRecord, offer: dict[str, Any]) -> dict[str, Any]:
         "bundle_id": offer.get("bundle_id"),
         "actual_status": rec.actual_status,
         "intended_status": rec.intended_status,
-        "cur_state": "running" if rec.actual_status in ("running", *PENDING, "rebooting") else "stopped",
-        "next_state": state,
+        "cur_state": cur_state,
+        "next_state": next_state,
         "status_msg": rec.status_msg,
         "label": rec.label,
         "image_uuid": rec.image,

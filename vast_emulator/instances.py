@@ -1,5 +1,9 @@
 """Instance lifecycle: create -> loading -> running, stop/start/reboot/destroy, timed faults, restart recovery.
 
+Timed faults (status, preempt, restart, sshd_dies, disk_full) are flags on the record until the instance
+is running; then a timer acts on it. A host restart and a won-back bid start the container again as
+``start`` does: every process dies, the disk stays, onstart runs again.
+
 Every state change happens under the store lock and is saved at once; process work (namespaces, sshd) happens
 outside it, serialised per instance. A per-instance generation number cancels boot threads and timers that
 belong to an earlier start.
@@ -17,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import runtime
+from . import disk, runtime
 from .create_request import MAX_LABEL, no_such_ask, validated_create_body
 from .environment import container_env_entries, instance_environment, network_environment
 from .errors import ApiError, invalid_args, no_such_instance
-from .faults import Fault, FaultBook, instance_fault_state
+from .faults import PENDING_FAULT_KEYS, TIMED_KINDS, Fault, FaultBook, instance_fault_state
 from .instance_view import PENDING, public_row
 from .offers import Catalogue
 from .store import InstanceRecord, StateStore
@@ -160,8 +164,9 @@ class InstanceManager:
             if not self._current(instance_id, generation):
                 return
             rec = self._record(instance_id)
-            self._set_status(rec, "loading", f"Loading image {rec.image}")
-            self.store.save()
+            if rec.actual_status != "loading":  # keep why a (re)start is loading: "Host restarted: ..."
+                self._set_status(rec, "loading", f"Loading image {rec.image}")
+                self.store.save()
         # The loading delay stands for the image pull; the base venv build (first run only) is part of it.
         deadline = time.monotonic() + self.settings.loading_delay_s
         while not self._closing.is_set() and time.monotonic() < deadline:
@@ -235,13 +240,22 @@ class InstanceManager:
 
     # ----- timed faults --------------------------------------------------------------------------------------
     def _schedule_after_running(self, rec: InstanceRecord, generation: int) -> None:
-        status = rec.faults.get("status")
-        if status:
-            self._later(float(status["after_s"]), self._halt, rec.id, generation, status["status"])
-        preempt = rec.faults.get("preempt")
-        if preempt:
+        """Start the timers of the faults bound to an instance that has just become (or already is) running."""
+        faults = rec.faults
+        if faults.get("status"):
+            self._later(float(faults["status"]["after_s"]), self._halt, rec.id, generation, faults["status"]["status"])
+        if faults.get("preempt"):
+            preempt = faults["preempt"]
             delay = float(preempt["at"]) - time.time() if preempt.get("at") is not None else float(preempt["after_s"])
             self._later(max(delay, 0.0), self._halt, rec.id, generation, "preempted")
+        if faults.get("restart"):
+            self._later(float(faults["restart"]["after_s"]), self._restart, rec.id, generation)
+        if faults.get("sshd_dies"):
+            self._later(float(faults["sshd_dies"]["after_s"]), self._sshd_dies, rec.id, generation)
+        if faults.get("disk_free"):
+            self._later(0.0, self._free_disk, rec.id)
+        if faults.get("disk_full"):
+            self._later(float(faults["disk_full"]["after_s"]), self._fill_disk, rec.id, generation)
 
     def _later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
         timer = threading.Timer(delay, fn, args)
@@ -254,9 +268,11 @@ class InstanceManager:
         """The host went away (exited/offline) or the bid lost (preempted): processes die, the disk stays."""
         with self._op_lock(instance_id):
             with self.store.lock:
-                if not self._current(instance_id, generation):
-                    return
-                self._bump(instance_id)
+                rec = self.store.data.instances.get(instance_id)
+                flag = "preempt" if how == "preempted" else "status"
+                if rec is None or not self._current(instance_id, generation) or not rec.faults.get(flag):
+                    return  # an earlier start's timer, or the fault was reset meanwhile
+                generation = self._bump(instance_id)
             self._kill(instance_id)
             with self.store.lock:
                 rec = self.store.data.instances.get(instance_id)
@@ -264,15 +280,127 @@ class InstanceManager:
                     return
                 rec.running_since = None
                 rec.faults.pop("status", None)
-                rec.faults.pop("preempt", None)
+                preempt = rec.faults.pop("preempt", None) or {}
                 rec.faults["halted"] = how
                 messages = {
                     "exited": "Container exited unexpectedly",
                     "offline": "Host is offline (lost connection)",
                     "preempted": "Instance preempted: outbid on an interruptible instance",
                 }
+                if how == "preempted":
+                    # Vast's outbid signal: cur_state == intended_status == next_state == "stopped".
+                    rec.intended_status = "stopped"
+                    resume = preempt.get("resume_after_s")
+                    if resume is not None:
+                        rec.faults["resume_at"] = time.time() + float(resume)
+                        self._later(float(resume), self._resume, instance_id, generation)
                 self._set_status(rec, "stopped" if how == "preempted" else how, messages[how])
                 self.store.save()
+
+    def _resume(self, instance_id: int, generation: int) -> None:
+        """The bid wins again: the preempted container starts by itself (onstart again, disk kept)."""
+        with self.store.lock:
+            rec = self.store.data.instances.get(instance_id)
+            if rec is None or not self._current(instance_id, generation) or not rec.faults.pop("resume_at", None):
+                return
+            self._daemon_log(instance_id, "bid won again: resuming the preempted instance")
+        self._start_again(instance_id, generation, "Bid won again: starting instance")
+
+    def _restart(self, instance_id: int, generation: int) -> None:
+        """The host or its container restarted: every process dies, the container starts again by itself."""
+        with self.store.lock:
+            rec = self.store.data.instances.get(instance_id)
+            if rec is None or not self._current(instance_id, generation) or not rec.faults.pop("restart", None):
+                return
+            self._daemon_log(instance_id, "fault restart: the host restarts the container")
+        self._start_again(instance_id, generation, "Host restarted: starting container")
+
+    def _start_again(self, instance_id: int, generation: int, msg: str) -> None:
+        """Kill whatever runs, then boot as ``start`` does, without the user asking (intended_status running)."""
+        with self._op_lock(instance_id):
+            with self.store.lock:
+                if not self._current(instance_id, generation):
+                    return
+                generation = self._bump(instance_id)
+            self._kill(instance_id)
+            with self.store.lock:
+                rec = self.store.data.instances.get(instance_id)
+                if rec is None:
+                    return
+                rec.intended_status = "running"
+                rec.running_since = None
+                rec.faults.pop("halted", None)
+                self._set_status(rec, "loading", msg)
+                self.store.save()
+        self._start_boot(instance_id, generation)
+
+    def _sshd_dies(self, instance_id: int, generation: int) -> None:
+        """Only sshd dies: the API still says running, other processes go on, connections are refused."""
+        with self._op_lock(instance_id):
+            with self.store.lock:
+                rec = self.store.data.instances.get(instance_id)
+                if rec is None or not self._current(instance_id, generation) or not rec.faults.pop("sshd_dies", None):
+                    return
+                init = self._init_pid(instance_id)
+                self.store.save()
+            killed = runtime.kill_sshd(init) if init else []
+            self._daemon_log(instance_id, f"fault sshd_dies: killed sshd (pids {killed}); the instance stays running")
+
+    def _fill_disk(self, instance_id: int, generation: int) -> None:
+        """Fill /workspace until ``free_bytes`` are left: writes inside the instance get ENOSPC."""
+        with self._op_lock(instance_id):
+            with self.store.lock:
+                rec = self.store.data.instances.get(instance_id)
+                if rec is None or not self._current(instance_id, generation):
+                    return
+                spec = rec.faults.pop("disk_full", None)
+                init = self._init_pid(instance_id)
+                sized = (self.instance_dir(instance_id) / disk.IMAGE_NAME).exists()
+                if spec and init and sized:
+                    rec.faults["disk_filled"] = True
+                self.store.save()
+            if not spec or not init:
+                return
+            if not sized:  # a pre-image instance: its /workspace is a host directory; filling it fills the host
+                self._daemon_log(instance_id, "fault disk_full ignored: this instance's disk has no size")
+                return
+            try:
+                left = disk.fill(init, int(spec["free_bytes"]))
+            except OSError as exc:  # the instance died meanwhile
+                self._daemon_log(instance_id, f"fault disk_full failed: {exc}")
+                return
+            self._daemon_log(instance_id, f"fault disk_full: /workspace filled, {left} bytes free")
+        if spec.get("for_s") is not None:
+            self._later(float(spec["for_s"]), self._free_disk, instance_id)
+
+    def _free_disk(self, instance_id: int) -> None:
+        """Remove the fill of disk_full now, or at the next start if the instance is not running."""
+        with self._op_lock(instance_id):
+            with self.store.lock:
+                rec = self.store.data.instances.get(instance_id)
+                if rec is None:
+                    return
+                init = self._init_pid(instance_id) if rec.actual_status == "running" else None
+            freed = False
+            if init:
+                try:
+                    disk.unfill(init)
+                    freed = True
+                except OSError as exc:  # the instance died meanwhile: its next start removes the fill
+                    self._daemon_log(instance_id, f"disk_free failed: {exc}")
+            with self.store.lock:
+                if freed:
+                    rec.faults.pop("disk_free", None)
+                    rec.faults.pop("disk_filled", None)
+                    self._daemon_log(instance_id, "disk_full cleared: the fill is removed")
+                else:
+                    rec.faults["disk_free"] = True
+                self.store.save()
+
+    def _init_pid(self, instance_id: int) -> int | None:
+        """The instance's PID 1 (host pid) while its processes run; call with the store lock held."""
+        popen = self._procs.get(instance_id)
+        return runtime.init_pid(popen.pid) if popen is not None and popen.poll() is None else None
 
     def apply_fault(self, fault: Fault) -> list[int]:
         """Bind an instance-targeted fault; returns the ids of the existing instances it hit."""
@@ -290,18 +418,22 @@ class InstanceManager:
                     return []
             for rec in hit:
                 rec.faults.update(instance_fault_state(fault))
-                if rec.actual_status == "running" and fault.kind in ("status", "preempt"):
+                if rec.actual_status == "running" and fault.kind in TIMED_KINDS:
                     self._schedule_after_running(rec, self._generation.get(rec.id, 0))
             self.store.save()
             return [r.id for r in hit]
 
     def clear_instance_faults(self) -> None:
+        """Drop pending instance faults, cancel pending resumes and give filled disks their space back."""
         with self.store.lock:
             for rec in self.store.data.instances.values():
-                for key in ("stuck_loading", "ssh_refused_s", "status", "preempt"):
+                for key in (*PENDING_FAULT_KEYS, "resume_at"):
                     rec.faults.pop(key, None)
             self.store.data.gone_offers.clear()
             self.store.save()
+            filled = [r.id for r in self.store.data.instances.values() if r.faults.get("disk_filled")]
+        for instance_id in filled:
+            self._free_disk(instance_id)
 
     # ----- processes -----------------------------------------------------------------------------------------
     def _kill(self, instance_id: int) -> None:
@@ -339,6 +471,7 @@ class InstanceManager:
             with self.store.lock:
                 rec.running_since = None
                 rec.faults.pop("halted", None)
+                rec.faults.pop("resume_at", None)  # the user decides now, not the bid
                 self._set_status(rec, "stopped", "Instance stopped")
                 self.store.save()
 
@@ -350,6 +483,7 @@ class InstanceManager:
                     return
                 rec.intended_status = "running"
                 rec.faults.pop("halted", None)
+                rec.faults.pop("resume_at", None)
                 generation = self._bump(instance_id)
             self._kill(instance_id)
             with self.store.lock:
@@ -363,6 +497,7 @@ class InstanceManager:
                 rec = self._record(instance_id)
                 rec.intended_status = "running"
                 rec.faults.pop("halted", None)
+                rec.faults.pop("resume_at", None)
                 generation = self._bump(instance_id)
                 self._set_status(rec, "rebooting", "Rebooting instance")
                 self.store.save()
@@ -470,9 +605,12 @@ class InstanceManager:
                     self._set_status(rec, "loading", "Emulator restarted: starting instance")
                 elif rec.intended_status == "stopped":
                     self._set_status(rec, "stopped", rec.status_msg)
+                resume_at = rec.faults.get("resume_at")
                 self.store.save()
             if boot:
                 self._start_boot(rec.id, generation)
+            elif resume_at is not None:  # preempted with resume_after_s: the bid still wins back on time
+                self._later(max(float(resume_at) - time.time(), 0.0), self._resume, rec.id, generation)
 
     def shutdown(self) -> None:
         """End every instance's processes; their records stay as they are, so a restart brings them back."""

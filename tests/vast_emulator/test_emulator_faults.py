@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
-from vast_emulator.testing import connect_ssh, running_emulator, ssh_run, stray_processes
+from vast_emulator.testing import EmulatorError, connect_ssh, running_emulator, ssh_run, stray_processes
 
 
 @pytest.fixture(autouse=True)
@@ -136,25 +138,6 @@ def test_ssh_refused_for_the_first_seconds_after_running(emulator, ssh_keypair):
         emulator.destroy(instance_id)
 
 
-def test_preempt_now_keeps_disk_kills_processes_and_start_resumes(emulator, ssh_keypair):
-    instance_id = emulator.launch(gpu_name="RTX 3090")
-    try:
-        client = connect_ssh(emulator.wait_status(instance_id), ssh_keypair.private_key)
-        ssh_run(client, "echo survived > /workspace/file")
-        client.close()
-        result = emulator.set_faults({"kind": "preempt", "target": {"instance_id": instance_id}})
-        assert result["hit_instances"] == [instance_id]
-        row = emulator.wait_status(instance_id, "stopped", timeout=10)
-        assert "preempted" in row["status_msg"]
-        assert _processes_of(emulator, instance_id) == []
-        emulator.api("PUT", f"/api/v0/instances/{instance_id}/", json={"state": "running"})
-        client = connect_ssh(emulator.wait_status(instance_id), ssh_keypair.private_key)
-        assert ssh_run(client, "cat /workspace/file")[1].strip() == "survived"
-        client.close()
-    finally:
-        emulator.destroy(instance_id)
-
-
 def test_preempt_after_a_delay(emulator):
     emulator.set_faults({"kind": "preempt", "after_s": 1.0, "target": "next_create"})
     instance_id = emulator.launch(gpu_name="RTX 3090")
@@ -180,3 +163,181 @@ def test_faults_file_at_startup(tmp_path):
         first = requests.get(f"{emu.url}/api/v0/users/current", headers={"Authorization": f"Bearer {emu.api_key}"})
         assert first.status_code == 502
         assert emu.api("GET", "/api/v0/users/current").status_code == 200
+
+
+def _ssh(row, key, command):
+    client = connect_ssh(row, key)
+    try:
+        return ssh_run(client, command)
+    finally:
+        client.close()
+
+
+def _wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _boots(emulator, instance_id):
+    """Lines in /workspace/boots, read from the host through the instance's own root."""
+    try:
+        return (emulator.instance_root(instance_id) / "workspace/boots").read_text().count("\n")
+    except (OSError, EmulatorError):  # not running (yet), or onstart has not written it
+        return -1
+
+
+def _states(row):
+    return [row[k] for k in ("actual_status", "intended_status", "cur_state", "next_state")]
+
+
+def test_restart_kills_everything_reruns_onstart_and_keeps_disk_and_start_date(emulator, ssh_keypair):
+    instance_id = emulator.launch(gpu_name="RTX 3090", onstart="echo boot >> /workspace/boots; sleep 600")
+    try:
+        row = emulator.wait_status(instance_id)
+        _wait_for(lambda: _boots(emulator, instance_id) == 1, what="the first onstart")
+        _ssh(row, ssh_keypair.private_key, "echo kept > /workspace/data")
+        before = emulator.instance_pids(instance_id)
+        emulator.set_faults({"kind": "restart", "target": {"instance_id": instance_id}, "after_s": 0.2})
+        loading = emulator.wait_status(instance_id, "loading", timeout=10)
+        assert loading["intended_status"] == "running" and "restart" in loading["status_msg"].lower()
+        row = emulator.wait_status(instance_id, "running", timeout=10)
+        assert not set(before) & set(emulator.instance_pids(instance_id)), "every process of the instance died"
+        _wait_for(lambda: _boots(emulator, instance_id) == 2, what="onstart to run again")
+        assert _ssh(row, ssh_keypair.private_key, "cat /workspace/data")[1].strip() == "kept"
+        assert row["start_date"] == loading["start_date"] and _states(row) == ["running"] * 4
+        # The API's reboot is the same kind of restart, on request.
+        emulator.api("PUT", f"/api/v0/instances/reboot/{instance_id}/")
+        rebooted = emulator.wait_status(instance_id, "running", timeout=10)
+        _wait_for(lambda: _boots(emulator, instance_id) == 3, what="onstart after reboot")
+        assert rebooted["start_date"] == row["start_date"]
+    finally:
+        emulator.destroy(instance_id)
+
+
+def test_preempt_now_is_the_outbid_signal_and_start_resumes(emulator, ssh_keypair):
+    instance_id = emulator.launch(gpu_name="RTX 3090")
+    try:
+        row = emulator.wait_status(instance_id)
+        _ssh(row, ssh_keypair.private_key, "echo survived > /workspace/file")
+        result = emulator.set_faults({"kind": "preempt", "target": {"instance_id": instance_id}})
+        assert result["hit_instances"] == [instance_id]
+        row = emulator.wait_status(instance_id, "stopped", timeout=10)
+        assert _states(row) == ["stopped"] * 4  # cur_state == intended_status == next_state == "stopped"
+        assert "preempted" in row["status_msg"] and "outbid" in row["status_msg"]
+        assert _processes_of(emulator, instance_id) == []
+        time.sleep(0.5)
+        assert emulator.instance(instance_id)["actual_status"] == "stopped"  # no resume_after_s: stays stopped
+        emulator.api("PUT", f"/api/v0/instances/{instance_id}/", json={"state": "running"})
+        row = emulator.wait_status(instance_id)
+        assert _ssh(row, ssh_keypair.private_key, "cat /workspace/file")[1].strip() == "survived"
+    finally:
+        emulator.destroy(instance_id)
+
+
+def test_preempt_with_resume_after_s_comes_back_by_itself(emulator):
+    emulator.set_faults({"kind": "preempt", "target": "next_create", "after_s": 0.3, "resume_after_s": 0.5})
+    instance_id = emulator.launch(gpu_name="RTX 3090", onstart="echo boot >> /workspace/boots")
+    try:
+        started = emulator.wait_status(instance_id)
+        stopped = emulator.wait_status(instance_id, "stopped", timeout=10)
+        assert _states(stopped) == ["stopped"] * 4
+        row = emulator.wait_status(instance_id, "running", timeout=10)
+        assert _states(row) == ["running"] * 4 and row["start_date"] == started["start_date"]
+        _wait_for(lambda: _boots(emulator, instance_id) == 2, what="onstart after the resume")
+    finally:
+        emulator.destroy(instance_id)
+
+
+def test_sshd_dies_alone_and_the_instance_stays_running(emulator, ssh_keypair):
+    onstart = "while :; do date +%s%N > /workspace/heartbeat; sleep 0.05; done"
+    instance_id = emulator.launch(gpu_name="RTX 3090", onstart=onstart)
+    try:
+        row = emulator.wait_status(instance_id)
+        _ssh(row, ssh_keypair.private_key, "tmux new-session -d -s training 'sleep 600'")
+        emulator.set_faults({"kind": "sshd_dies", "target": {"instance_id": instance_id}})
+
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", row["ssh_port"]), timeout=2).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        _wait_for(refused, what="sshd to die")
+        row = emulator.instance(instance_id)
+        assert _states(row) == ["running"] * 4 and row["ports"]
+        names = [Path(f"/proc/{p}/comm").read_text().strip() for p in emulator.instance_pids(instance_id)]
+        assert "sshd" not in names and any(n.startswith("tmux") for n in names)
+        beat = emulator.instance_root(instance_id) / "workspace/heartbeat"
+        first = beat.read_text()
+        _wait_for(lambda: beat.read_text() != first, what="onstart's loop to go on")
+    finally:
+        emulator.destroy(instance_id)
+
+
+def test_workspace_has_the_rented_size_and_disk_full_gives_enospc(emulator, ssh_keypair):
+    instance_id = emulator.launch(gpu_name="RTX 3090", disk=10.0)
+    write = "dd if=/dev/zero of=/workspace/blob bs=1M count=4 conv=fsync 2>&1; echo rc=$?; rm -f /workspace/blob"
+    try:
+        row = emulator.wait_status(instance_id)
+        size = _ssh(row, ssh_keypair.private_key, "df -B1 --output=size /workspace | tail -1")[1]
+        assert 9.5 * 2**30 < int(size) <= 10 * 2**30
+        emulator.set_faults({"kind": "disk_full", "target": {"instance_id": instance_id}, "free_bytes": 1_000_000,
+                             "for_s": 1.5})
+        root = emulator.instance_root(instance_id)
+        _wait_for(lambda: (root / "workspace/.emulator-disk-fill").exists(), what="the fill")
+        _wait_for(lambda: os.statvfs(root / "workspace").f_bavail * 4096 <= 1_000_000, what="the disk to be full")
+        status, out, _ = _ssh(row, ssh_keypair.private_key, write)
+        assert "No space left on device" in out and "rc=1" in out
+        _wait_for(lambda: not (root / "workspace/.emulator-disk-fill").exists(), timeout=10, what="for_s to end")
+        assert "rc=0" in _ssh(row, ssh_keypair.private_key, write)[1]
+
+        emulator.set_faults({"kind": "disk_full", "target": {"instance_id": instance_id}})
+        _wait_for(lambda: (root / "workspace/.emulator-disk-fill").exists(), what="the fill")
+        assert "No space left on device" in _ssh(row, ssh_keypair.private_key, write)[1]
+        emulator.set_faults({"kind": "disk_free", "target": {"instance_id": instance_id}})
+        _wait_for(lambda: not (root / "workspace/.emulator-disk-fill").exists(), what="disk_free")
+        assert "rc=0" in _ssh(row, ssh_keypair.private_key, write)[1]
+    finally:
+        emulator.destroy(instance_id)
+
+
+def test_http_error_for_s_refuses_instance_key_deletes_then_works(emulator):
+    offer = _offers(emulator, "RTX 3090")[0]
+    created = _create(emulator, offer).json()
+    instance_id, key = created["new_contract"], created["instance_api_key"]
+    emulator.set_faults({"kind": "http_error", "status": 503, "for_s": 1.5, "method": "DELETE",
+                         "path": "/api/v0/instances/", "caller": "instance"})
+    started = time.monotonic()
+    try:
+        refused = [emulator.api("DELETE", f"/api/v0/instances/{instance_id}/", key=key).status_code for _ in range(3)]
+        assert refused == [503, 503, 503]
+        assert emulator.api("GET", f"/api/v0/instances/{instance_id}/?owner=me", key=key).status_code == 200
+        log = [e for e in emulator.requests()[-4:] if e["method"] == "DELETE"]
+        assert [(e["caller"], e["fault"]) for e in log] == [(f"instance:{instance_id}", "http_error 503")] * 3
+        time.sleep(max(0.0, 1.6 - (time.monotonic() - started)))
+        assert emulator.api("DELETE", f"/api/v0/instances/{instance_id}/", key=key).status_code == 200
+    finally:
+        if emulator.instance(instance_id):
+            emulator.destroy(instance_id)
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ({"kind": "restart", "target": "next_create", "after_s": -1}, "after_s must be a number >= 0"),
+        ({"kind": "sshd_dies", "target": "next_create", "for_s": 1}, "unknown key(s) for_s"),
+        ({"kind": "disk_full", "target": "next_create", "free_bytes": 1.5}, "free_bytes must be an integer >= 0"),
+        ({"kind": "disk_full", "target": "next_create", "for_s": 0}, "for_s must be a number > 0"),
+        ({"kind": "disk_free"}, "target must be"),
+        ({"kind": "preempt", "target": "next_create", "resume_after_s": "soon"}, "resume_after_s must be a number"),
+        ({"kind": "http_error", "status": 503, "count": 2, "for_s": 5}, "count (requests) or for_s (seconds), not both"),
+        ({"kind": "http_error", "status": 503, "for_s": 0}, "for_s must be a number > 0"),
+        ({"kind": "http_error", "status": 503, "caller": "root"}, "caller must be"),
+    ],
+)
+def test_new_fault_specs_are_validated(emulator, spec, needle):
+    response = emulator.api("POST", "/_emulator/faults", json={"faults": [spec]})
+    assert response.status_code == 400 and needle in response.json()["msg"], response.text
