@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-STAGES = ("autoencoder", "cache", "operator", "diffusion", "distill", "evaluate")
+from run_contract import STAGES  # the contract names the stages; their order is the run order
 
 
 class ConfigError(ValueError):
@@ -172,15 +172,24 @@ def _construct_number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | f
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_number)
 
 
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file read the way configs are (1e-3 is a float); sweep files use it too, so their override
+    values reach the config as the numbers they look like."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML config; errors name the file and the key."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
     try:
@@ -263,6 +272,35 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if hint in (int, float, str, bool) and (type(value) is not hint):
         raise ConfigError(f"{key}: expected {hint.__name__}, got {type(value).__name__} ({value!r})")
     return value
+
+
+def apply_overrides(tree: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`tree` with each `a.b.c: value` set; a key the config does not have is an error naming it."""
+    result = yaml.safe_load(yaml.safe_dump(tree))  # a deep copy of plain data
+    for dotted, value in overrides.items():
+        node, parts = result, str(dotted).split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                where = ".".join(parts[:depth]) or "the config"
+                allowed = ", ".join(sorted(node)) if isinstance(node, dict) else "(not a section)"
+                raise ConfigError(f"override {dotted}: {where} has no key {part!r}; allowed: {allowed}")
+            if depth == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node[part]
+    return result
+
+
+def check_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """The config a run trains: `path` with its dotted overrides, validated (the launch checks it on the
+    controller, before renting; it needs no torch)."""
+    cfg = load_config(path)
+    if not overrides:
+        return cfg
+    try:
+        return config_from_dict(apply_overrides(cfg.to_dict(), overrides))
+    except ConfigError as exc:
+        raise ConfigError(f"{path} with overrides: {exc}") from None
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
