@@ -1,11 +1,13 @@
 """Pack the controller's working tree for `code_source=local`: tracked and untracked files that git does not
-ignore, minus data and run outputs, into a byte-for-byte reproducible .tar.gz.
+ignore, minus data, run outputs and files that look like secrets (`vastkit.codetree`), into a byte-for-byte
+reproducible .tar.gz.
 
 Reproducible (sorted names, zeroed times and owners, gzip without a timestamp) so that its sha256 names the
 tree's content: the bootstrap role skips the upload when the instance already has that tree.
 
     python -m tools.packtree --root . --out .cache/vastkit/code-tree.tar.gz
-    # prints {"path", "sha256", "files" (a count), "names" (the paths, which the role uses to prune)}
+    # prints {"path", "sha256", "files" (a count), "names" (the paths, which the role uses to prune),
+    #         "left_out" (paths kept back because they look like secrets)}
 """
 
 from __future__ import annotations
@@ -15,31 +17,20 @@ import gzip
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
-# Never shipped even when not ignored: they are big, machine-specific, or produced on the instance.
-EXCLUDED_TOP = frozenset({".venv", "venv", "data", "runs", "logs", "checkpoints", ".git", ".cache", "wandb"})
-
-
-def tree_files(root: Path) -> list[str]:
-    """Repo-relative paths of the files to ship, sorted."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            capture_output=True, check=True,
-        ).stdout
-    except subprocess.CalledProcessError as exc:
-        raise SystemExit(f"packtree: {root} is not a git working tree: {exc.stderr.decode().strip()}") from None
-    names = {name for name in out.decode().split("\0") if name}
-    return sorted(n for n in names if n.split("/", 1)[0] not in EXCLUDED_TOP and (root / n).is_file())
+from vastkit.codetree import TreeError, list_tree
 
 
 def pack(root: Path, out: Path) -> dict:
-    files = tree_files(root)
+    try:
+        listing = list_tree(root)
+    except TreeError as exc:
+        raise SystemExit(f"packtree: {exc}") from None
+    files = listing.files
     out.parent.mkdir(parents=True, exist_ok=True)
     # A private temporary name: launches running side by side pack the same tree at the same time.
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
@@ -57,7 +48,7 @@ def pack(root: Path, out: Path) -> dict:
                 tar.addfile(info)
     tmp.replace(out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
-    return {"path": str(out), "sha256": digest, "files": len(files), "names": files}
+    return {"path": str(out), "sha256": digest, "files": len(files), "names": files, "left_out": listing.left_out}
 
 
 def main(argv: list[str] | None = None) -> int:
