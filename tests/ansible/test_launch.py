@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
-from ctl_support import creates_since, instances, last_seq, writes_since
+from ctl_support import REPO, Ansible, creates_since, instances, last_seq, writes_since
+
+from vastkit.client import VastAPI
 
 LAUNCH = ["-e", "config=tiny", "-e", "provision=false"]
 
@@ -41,10 +44,25 @@ def test_check_mode_prints_the_plan_and_writes_nothing(ansible, emulator):
     dry = ansible.playbook("launch.yml", *LAUNCH, "-e", "run_name=ctl-dry", "--check")
     assert dry.rc == 0, dry.out
     assert "action: create" in dry.out and "dph_total" in dry.out and "TRAIN_RUN_NAME: ctl-dry" in dry.out
-    assert "offer:" in dry.out and "onstart: touch /root/.no_auto_tmux" in dry.out
+    assert "offer:" in dry.out and "onstart: " in dry.out
     assert instances(emulator, "ctl-dry") == []
     assert writes_since(emulator, seq) == []
     assert any(r["path"].startswith("/api/v0/bundles/") for r in emulator.requests(seq))  # it did search
+
+
+def test_check_mode_plans_an_offer_id_with_its_gpu_and_the_lease(ansible, emulator):
+    api = VastAPI.from_env(api_key=emulator.api_key, url=emulator.url)
+    h100 = api.search_offers("gpu_name=H100_PCIE reliability>=0.9", limit=1)[0]
+    pairs = zip(ansible.common_vars[::2], ansible.common_vars[1::2], strict=True)
+    no_gpu = Ansible(ansible.env, [v for pair in pairs if pair[1] != "gpu=any" for v in pair])  # gpu not given
+    seq = last_seq(emulator)
+    dry = no_gpu.playbook("launch.yml", "-v", *LAUNCH, "-e", "run_name=ctl-offer", "-e", f"offer_id={h100.id}",
+                          "-e", "lease_minutes=0.5", "--check")
+    assert dry.rc == 0, dry.out
+    planned = dry.out.split("TASK [Plan the runs", 1)[1].split("TASK [", 1)[0]
+    assert "gpu: H100_PCIE" in planned and "lease_s: 30" in planned  # the failover searches the offer's GPU
+    assert f"offer_id: {h100.id}" in planned
+    assert writes_since(emulator, seq) == []
 
 
 def test_failover_skips_a_vanished_offer_and_a_stuck_instance(ansible, emulator):
@@ -77,11 +95,15 @@ def _catalogue_machines() -> dict[int, int]:
 
 
 @pytest.mark.slow
-def test_failed_provisioning_ends_with_the_instance_destroyed(ansible, emulator):
+def test_failed_provisioning_ends_with_the_instance_destroyed(ansible, emulator, tmp_path):
     for name in ("B2_KEY_ID", "B2_APP_KEY", "B2_S3_ENDPOINT", "B2_S3_REGION", "B2_BUCKET"):
         emulator.api("DELETE", "/api/v0/secrets/", json={"key": name})
         emulator.api("POST", "/api/v0/secrets/", json={"key": name, "value": "unused-by-this-test"})
-    bad_commit = ["-e", "code_version=" + "0" * 40]  # bootstrap cannot check it out
+    # A remote the controller reads (so the launch plan accepts it) but the instance cannot: its /tmp is private.
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    subprocess.run(["git", "-C", str(REPO), "push", "-q", str(remote), "HEAD:refs/heads/launched"], check=True)
+    bad_commit = ["-e", f"code_repo={remote}", "-e", "allow_dirty=true"]  # bootstrap cannot clone it
 
     failed = ansible.playbook("launch.yml", "-e", "config=tiny", "-e", "run_name=ctl-abort", *bad_commit)
     assert failed.rc != 0
@@ -108,3 +130,10 @@ def test_inventory_cache_serves_the_last_listing_until_flushed(ansible, emulator
     assert "ctl-cached" in json.loads(cached.out)["vast"]["hosts"]  # from the cache, no API call
     fresh = ansible.run("ansible-inventory", "-i", str(config), "--list", "--flush-cache")
     assert "ctl-cached" not in json.dumps(json.loads(fresh.out).get("vast", {}))
+
+
+def test_the_plan_module_renders_its_docs(ansible):
+    doc = ansible.run("ansible-doc", "-M", "library", "vast_launch_plan")
+    assert doc.rc == 0, doc.out
+    assert "repo_root" in doc.out and "EXAMPLES" in doc.out and "RETURN VALUES" in doc.out
+    assert "corresponding action plugin" in doc.out  # the one that passes the extra vars
