@@ -163,7 +163,11 @@ def check_git_code(root: Path, *, repo: str | None = None, version: str | None =
 def _remote_problems(root: Path, url: str, commit: str, timeout: float) -> list[str]:
     """Can `url` be read without credentials, and does it have `commit` (a tip, or an ancestor of one)?"""
     try:
-        listed = _git(root, "-c", "credential.helper=", "ls-remote", url, timeout=timeout, env=_ANONYMOUS_GIT_ENV)
+        # Outside any repository: without the user's config, git would also drop a safe.directory entry that
+        # a checkout owned by another user (CI containers) needs; ls-remote needs no repository.
+        listed = subprocess.run(["git", "-c", "credential.helper=", "ls-remote", url], capture_output=True,
+                                text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd="/",
+                                env={**os.environ, **_ANONYMOUS_GIT_ENV})
     except subprocess.TimeoutExpired:
         return [f"code_repo: {url} did not answer git ls-remote within {timeout:g}s; the instance could not clone "
                 "it either. Check the URL and network, or use -e code_source=local"]
