@@ -3,6 +3,9 @@
 Rank 0 writes; every save of a file is followed by its upload, so a preempted machine loses at most
 `ckpt_every` steps. On a fresh machine with no local checkpoints the pipeline calls `fetch_missing`
 first, and training resumes from whatever the bucket holds.
+
+An upload that fails (the bucket unreachable for a while) does not end training: the file stays on local
+disk, the upload is retried at every later save, and the supervisor's syncs copy whatever is still missing.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class CheckpointStore:
         self.is_main = is_main
         self.remote = remote
         self._log = log
+        self._pending: dict[str, Path] = {}  # key -> local file whose upload failed
 
     def path(self, folder: str, name: str) -> Path:
         return self.paths.stage_checkpoints(folder) / name
@@ -64,8 +68,7 @@ class CheckpointStore:
             return
         path = self.path(folder, name)
         save_checkpoint(path, payload)
-        if self.remote is not None:
-            self.remote.upload_file(path, self.key(folder, name))
+        self._upload(path, self.key(folder, name))
 
     def write_marker(self, folder: str, name: str, payload: dict[str, Any]) -> None:
         """A small JSON beside a final checkpoint (uid, upstream uids, step): cheap to read for skip checks."""
@@ -73,8 +76,7 @@ class CheckpointStore:
             return
         path = self.path(folder, name)
         atomic_write_json(path, payload)
-        if self.remote is not None:
-            self.remote.upload_file(path, self.key(folder, name))
+        self._upload(path, self.key(folder, name))
 
     def read_marker(self, folder: str, name: str) -> dict[str, Any] | None:
         path = self.path(folder, name)
@@ -93,8 +95,29 @@ class CheckpointStore:
 
     def upload_file(self, path: Path, relative_key: str) -> None:
         """Any other run artefact (metrics, plots) under the run's prefix."""
-        if self.is_main and self.remote is not None:
-            self.remote.upload_file(path, f"{remote_prefix(self.run_name)}{relative_key}")
+        if self.is_main:
+            self._upload(path, f"{remote_prefix(self.run_name)}{relative_key}")
+
+    @property
+    def pending_uploads(self) -> list[str]:
+        return sorted(self._pending)
+
+    def _upload(self, path: Path, key: str) -> None:
+        """Upload `path` (and, first, whatever failed before); a failure is logged and retried later."""
+        if self.remote is None:
+            return
+        self._pending[key] = path
+        for pending_key, pending_path in list(self._pending.items()):
+            if not pending_path.is_file():  # superseded meanwhile (last.pt removed after final.pt)
+                self._pending.pop(pending_key)
+                continue
+            try:
+                self.remote.upload_file(pending_path, pending_key)
+            except Exception as exc:  # the bucket is down: training goes on, the next save or sync catches up
+                self._log(f"upload of {pending_key} failed ({type(exc).__name__}: {str(exc)[:200]}); kept on "
+                          f"local disk, retried at the next save ({len(self._pending)} pending)")
+                return
+            self._pending.pop(pending_key)
 
     def fetch_missing(self, folders: list[str]) -> list[str]:
         """For each folder with no local checkpoint, download the run's files from the bucket."""

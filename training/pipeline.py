@@ -16,12 +16,14 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from run_contract import failed_line, finished_line, started_line
 from training.checkpoint import CheckpointError, config_differences
 from training.checkpoint_store import CheckpointStore, remote_from_env
 from training.config import STAGES, Config, ConfigError, load_config
 from training.context import StageContext, StageResult
 from training.datafiles import plan_data
 from training.paths import RunPaths, atomic_write_json
+from training.runlock import RunDirLock
 from training.runtime import Runtime, seed_everything, setup_runtime, teardown_runtime
 from training.stopping import StopRequest, Terminated
 from training.tracking import Tracker
@@ -47,6 +49,7 @@ class PipelineOptions:
     run_name: str | None = None  # None: the config's name
     reset_cache: bool = True
     fail_at: str | None = None  # TRAIN_FAIL_AT_STAGE test hook
+    lock_wait_s: float = 120.0  # how long to wait for a previous pipeline of this run dir to let go
 
 
 def stage_module(stage: str):
@@ -105,6 +108,7 @@ def run_pipeline(options: PipelineOptions) -> int:
     run_name = options.run_name or "unnamed"
     stop = StopRequest()
     stop.install()
+    lock: RunDirLock | None = None
     try:
         cfg = load_config(options.config_path)
         run_name = options.run_name or cfg.name
@@ -114,13 +118,14 @@ def run_pipeline(options: PipelineOptions) -> int:
         runtime = setup_runtime(cfg.runtime)
         if runtime.is_main:
             paths.make()
+            lock = RunDirLock(paths.run_dir, wait_s=options.lock_wait_s).acquire()
         wandb = (WandbRun.start(run_name=run_name, project=cfg.wandb.project, entity=cfg.wandb.entity,
                                 run_dir=paths.run_dir, config=cfg.to_dict())
                  if runtime.is_main else WandbRun.disabled())
         tracker = Tracker(paths, run_name, is_main=runtime.is_main, wandb=wandb,
                           status_every_s=cfg.runtime.status_every_s)
         tracker.start_stage(stages[0])
-        tracker.line(f"PIPELINE STARTED run={run_name} stages={','.join(stages)} wandb={wandb.url}")
+        tracker.line(started_line(run_name, stages, wandb.url))
         tracker.line(f"runtime: device={runtime.device.type} world_size={runtime.world_size} bf16={runtime.bf16} "
                      f"compile={runtime.compile}")
         data = plan_data(cfg, paths.data_dir)  # every data file checked before any training
@@ -138,12 +143,12 @@ def run_pipeline(options: PipelineOptions) -> int:
             tracker.start_stage(stage)
             results.append(_run_stage(ctx, stage, explicit=options.stage != "all"))
         _write_summary(paths, run_name, results, runtime)
-        tracker.line("PIPELINE FINISHED ok")
+        tracker.line(finished_line())
         tracker.close("done")
         return 0
     except Exception as exc:  # the supervisor needs one line and an exit code whatever went wrong
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-        line = f"PIPELINE FAILED stage={current}: {message}"
+        line = failed_line(current, message)
         if tracker is None:
             print(line, flush=True)
             _write_failed_status(paths, run_name, current, message)
@@ -156,6 +161,8 @@ def run_pipeline(options: PipelineOptions) -> int:
         stop.uninstall()
         if runtime is not None:
             teardown_runtime(runtime)
+        if lock is not None:
+            lock.release()
 
 
 def _run_stage(ctx: StageContext, stage: str, *, explicit: bool) -> StageResult:

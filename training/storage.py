@@ -19,9 +19,10 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from run_contract import B2_ENV, BucketSettingsError, bucket_settings
 from training.data.manifest import sha256_of
 
-ENV_VARS = ("B2_KEY_ID", "B2_APP_KEY", "B2_S3_ENDPOINT", "B2_S3_REGION", "B2_BUCKET")
+ENV_VARS = B2_ENV
 SHA256_METADATA = "sha256"  # sent as x-amz-meta-sha256
 
 
@@ -45,23 +46,13 @@ class StorageSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StorageSettings:
-        environ = os.environ if environ is None else environ
-        missing = [name for name in ENV_VARS if not environ.get(name, "").strip()]
-        if missing:
-            raise StorageConfigError(
-                f"object storage needs environment variable(s) {', '.join(missing)} to be set "
-                f"(it reads {', '.join(ENV_VARS)})"
-            )
-        endpoint = environ["B2_S3_ENDPOINT"].strip()
-        if not endpoint.startswith(("https://", "http://")):
-            raise StorageConfigError(
-                "B2_S3_ENDPOINT must be a URL such as https://s3.us-west-004.backblazeb2.com"
-            )
-        return cls(
-            key_id=environ["B2_KEY_ID"].strip(), app_key=environ["B2_APP_KEY"].strip(),
-            endpoint=endpoint.rstrip("/"), region=environ["B2_S3_REGION"].strip(),
-            bucket=environ["B2_BUCKET"].strip(),
-        )
+        """The contract's one B2_* parser (run_contract.bucket_settings), as this module's settings."""
+        try:
+            found = bucket_settings(os.environ if environ is None else environ)
+        except BucketSettingsError as exc:
+            raise StorageConfigError(f"object storage: {exc}") from None
+        return cls(key_id=found.key_id, app_key=found.app_key, endpoint=found.endpoint, region=found.region,
+                   bucket=found.bucket)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def write_run_config(base: Path, overrides: dict[str, Any], out: Path) -> bool:
         config_from_dict(tree)
     except ConfigError as exc:
         raise ConfigError(f"{base} with overrides {overrides}: {exc}") from None
-    text = f"# {base} with overrides {overrides} (written by vastkit.supervisor write-config)\n"
+    text = f"# {base} with overrides {overrides} (written by instance_agent write-config)\n"
     data = (text + yaml.safe_dump(tree, sort_keys=False)).encode()
     if out.is_file() and out.read_bytes() == data:
         return False

@@ -1,7 +1,7 @@
-"""`heartbeat.json`: the supervisor's word on the run, read by `status.yml` and by the train role.
+"""`heartbeat.json`: the supervisor's word on the run while it runs, the agent's once it ends the billing.
 
-The contract's keys (pid, started_at, updated_at, state, stage, step, elapsed_s, dph, cost_so_far,
-max_runtime_hours, max_cost) plus a few that explain the end of a run (exit_code, error, phase, wandb_url).
+Read by `status.yml`, the train role and the tests; synced to the bucket with the run. Costs and budgets
+count from the instance's creation (`created_at`), so restarts and relaunches never reset them.
 """
 
 from __future__ import annotations
@@ -13,17 +13,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import run_contract as contract
+from run_contract import (  # noqa: F401 - the vocabulary, re-exported for the supervisor and agent
+    BUDGET_EXCEEDED,
+    FAILED,
+    FINAL_STATES,
+    INTERRUPTED,
+    PHASE_DONE,
+    PHASE_ENDING,
+    PHASE_PIPELINE,
+    PHASE_SYNCING,
+    RUNNING,
+    STARTING,
+    SUCCEEDED,
+)
 from training.paths import atomic_write_json
 
-HEARTBEAT_NAME = "heartbeat.json"
-
-# `state`: how the run stands. The last four are final: the pipeline is no longer running.
-STARTING, RUNNING = "starting", "running"
-SUCCEEDED, FAILED, BUDGET_EXCEEDED, INTERRUPTED = "succeeded", "failed", "budget_exceeded", "interrupted"
-FINAL_STATES = frozenset({SUCCEEDED, FAILED, BUDGET_EXCEEDED, INTERRUPTED})
-
-# `phase`: what the supervisor is doing; lets status.yml say "syncing" while the state already says "failed".
-PHASE_PIPELINE, PHASE_SYNCING, PHASE_DESTROYING, PHASE_DONE = "pipeline", "syncing", "destroying", "done"
+HEARTBEAT_NAME = contract.HEARTBEAT_FILE
 
 
 def utc_now() -> str:
@@ -51,6 +57,15 @@ class Heartbeat:
     wandb_url: str | None = None
     exit_code: int | None = None
     error: str | None = None
+    created_at: float | None = None  # the instance's creation (epoch s): budgets and cost count from here
+    supervisor_starts: int = 1  # > 1: the agent restarted a crashed supervisor (the run resumed)
+    synced: bool | None = None  # the final sync reached the bucket (None: not tried yet)
+    sync_error: str | None = None
+    stop_reason: str | None = None  # who or what stopped the pipeline (Ctrl-C in tmux, a container stop...)
+    ending: str | None = None  # how the agent ended the billing: destroyed | stopped | kept
+    ending_reason: str | None = None
+    ending_attempts: int = 0
+    ending_error: str | None = None
 
     @property
     def is_final(self) -> bool:

@@ -14,9 +14,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from instance_agent.rclone import Bucket
 from training.config import load_config
 from training.paths import atomic_write_json
-from vastkit.supervisor.rclone import Bucket
 
 MANIFEST_NAME = "manifest.json"
 STAMP_NAME = ".verified.json"

@@ -1,11 +1,14 @@
-"""The supervisor: run the pipeline within its budget, keep the heartbeat, then sync and destroy the instance.
+"""The supervisor: run the pipeline within its budget, keep the heartbeat, then sync; the agent ends the billing.
 
     pipeline running (heartbeat every N s, light sync every M s)
       ├─ exit 0 ─────────────────► succeeded ───────┐
-      ├─ exit ≠ 0 ───────────────► failed ──────────┤─► sync artifacts ─► destroy the instance (auto_shutdown)
-      ├─ over time or money ─────► budget_exceeded ─┘
-      └─ SIGTERM / SIGINT ───────► interrupted ─────► sync artifacts (no destroy: a container stop or a person
-                                                        is ending us, and decides about the instance)
+      ├─ exit ≠ 0 ───────────────► failed ──────────┤
+      ├─ over time or money ─────► budget_exceeded ─┤─► final sync (retried) ─► heartbeat phase `ending`,
+      ├─ SIGINT / SIGTERM ───────► interrupted ─────┤   `synced` true/false; the agent (our parent) then
+      └─ anything else going wrong ► failed ────────┘   destroys, stops or keeps the instance (agent.py)
+
+The budget counts from the instance's creation (`created_at`, from the agent), not from our own start, so a
+restarted supervisor or a relaunch never gets a fresh one. Nothing here talks to the Vast API.
 """
 
 from __future__ import annotations
@@ -14,20 +17,18 @@ import fcntl
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
-from vastkit.supervisor import heartbeat as hb
-from vastkit.supervisor.artifacts import sync_artifacts
-from vastkit.supervisor.budget import Budget
-from vastkit.supervisor.layout import PIPELINE_LOG, STATE_DIR
-from vastkit.supervisor.pipeline import PipelineProcess
-from vastkit.supervisor.policy import SupervisorPolicy
-from vastkit.supervisor.rclone import Bucket, BucketConfigError, RcloneError
-from vastkit.supervisor.selfdestroy import SelfDestroyError, destroy_self
+from instance_agent import heartbeat as hb
+from instance_agent.artifacts import sync_artifacts
+from instance_agent.budget import Budget
+from instance_agent.layout import PIPELINE_LOG, STATE_DIR
+from instance_agent.pipeline import PipelineProcess
+from instance_agent.policy import SupervisorPolicy
+from instance_agent.rclone import Bucket, BucketConfigError
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,18 @@ def pipeline_env(policy: SupervisorPolicy, environ: Mapping[str, str]) -> dict[s
 class Supervisor:
     def __init__(
         self, policy: SupervisorPolicy, *, environ: Mapping[str, str], command: Sequence[str] | None = None,
-        destroy: Callable[[], bool] | None = None, bucket: Bucket | None = None, echo: TextIO | None = sys.stdout,
-        clock: Callable[[], float] = time.monotonic,
+        bucket: Bucket | None = None, echo: TextIO | None = None, clock: Callable[[], float] = time.time,
+        created_at: float | None = None, starts: int = 1, sleep: Callable[[float], None] = time.sleep,
     ):
         self.policy = policy
         self.environ = dict(environ)
         self.command = list(command) if command else pipeline_command(policy)
-        self._destroy = destroy or (lambda: destroy_self(self.environ, timeout=policy.destroy_timeout_s))
         self._bucket = bucket
         self.echo = echo
         self.clock = clock
+        self.sleep = sleep
+        self.created_at = clock() if created_at is None else created_at
+        self.starts = starts
         self.budget = Budget(policy.max_runtime_hours, policy.max_cost, policy.dph)
         self.heartbeat_path = policy.code_path / hb.HEARTBEAT_NAME
         self._stop_signal: int | None = None
@@ -81,22 +84,43 @@ class Supervisor:
     def run(self) -> int:
         """Run everything; the exit code is 0 only when the pipeline succeeded."""
         with self._lock(), self._signals():
-            started = self.clock()
             beat = hb.Heartbeat(
-                pid=os.getpid(), run_name=self.policy.run_name, started_at=hb.utc_now(), updated_at=hb.utc_now(),
-                dph=self.policy.dph, max_runtime_hours=self.policy.max_runtime_hours,
-                max_cost=self.policy.max_cost, auto_shutdown=self.policy.auto_shutdown, cost_so_far=0.0,
+                pid=os.getpid(), run_name=self.policy.run_name, started_at=self._run_started_at(),
+                updated_at=hb.utc_now(), dph=self.policy.dph, max_runtime_hours=self.policy.max_runtime_hours,
+                max_cost=self.policy.max_cost, auto_shutdown=self.policy.auto_shutdown,
+                cost_so_far=self.budget.cost_so_far(self.clock() - self.created_at),
+                created_at=self.created_at, supervisor_starts=self.starts,
             )
             hb.write_heartbeat(self.heartbeat_path, beat)
             try:
                 self.bucket()  # before any work: a run whose artifacts cannot be saved should not start
+                self._run_pipeline(beat)
             except BucketConfigError as exc:
                 beat.state, beat.error = hb.FAILED, str(exc)
                 log.error("%s", exc)
-            else:
-                self._run_pipeline(beat, started)
+            except Exception as exc:  # whatever went wrong, the finish below runs: the run is never left
+                log.exception("the supervisor failed while the pipeline ran")
+                beat.state, beat.error = hb.FAILED, f"supervisor error: {type(exc).__name__}: {exc}"
+            finally:
+                self._stop_pipeline_if_running()
             self._finish(beat)
             return 0 if beat.state == hb.SUCCEEDED else 1
+
+    def _run_started_at(self) -> str:
+        """A restarted supervisor keeps the run's start (same run, not final): the heartbeat tells one story."""
+        old = hb.read_heartbeat(self.heartbeat_path)
+        if old and old.run_name == self.policy.run_name and not old.is_final:
+            return old.started_at
+        return hb.utc_now()
+
+    def _stop_pipeline_if_running(self) -> None:
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            log.warning("stopping the pipeline before finishing")
+            try:
+                proc.terminate(self.policy.stop_grace_s)
+            except Exception:  # the finish must still run
+                log.exception("could not stop the pipeline")
 
     def bucket(self) -> Bucket:
         if self._bucket is None:
@@ -105,26 +129,32 @@ class Supervisor:
 
     def sync(self, *, include_checkpoints: bool) -> None:
         report = sync_artifacts(self.bucket(), self.policy.code_path, self.policy.artifact_prefix(),
-                                include_checkpoints=include_checkpoints)
+                                include_checkpoints=include_checkpoints, timeout=self.policy.sync_timeout_s)
         log.info("synced artifacts to %s in %.1fs", report.destination, report.seconds)
 
     # -- the pipeline ------------------------------------------------------------------------------------
 
-    def _run_pipeline(self, beat: hb.Heartbeat, started: float) -> None:
-        proc = PipelineProcess(self.command, env=pipeline_env(self.policy, self.environ), cwd=self.policy.code_path,
-                               log_path=self.policy.code_path / PIPELINE_LOG, echo=self.echo)
-        log.info("starting the pipeline: %s", " ".join(self.command))
+    def _run_pipeline(self, beat: hb.Heartbeat) -> None:
+        if reason := self.budget.exceeded(self.clock() - self.created_at):
+            beat.state, beat.error = hb.BUDGET_EXCEEDED, reason  # a restart after the ceiling: do not start again
+            log.error("budget: %s; not starting the pipeline", reason)
+            return
+        proc = self._proc = PipelineProcess(
+            self.command, env=pipeline_env(self.policy, self.environ), cwd=self.policy.code_path,
+            log_path=self.policy.code_path / PIPELINE_LOG, echo=self.echo)
+        log.info("starting the pipeline (supervisor start %d): %s", self.starts, " ".join(self.command))
         proc.start()
         beat.state = hb.RUNNING
         next_beat = next_sync = self.clock()
         if self.policy.sync_every_s:
             next_sync += self.policy.sync_every_s
         while (code := proc.wait(0.5)) is None:
-            elapsed = self.clock() - started
+            elapsed = self.clock() - self.created_at
             if self._stop_signal is not None:
-                log.warning("got %s: stopping the pipeline", signal.Signals(self._stop_signal).name)
+                name = signal.Signals(self._stop_signal).name
+                log.warning("got %s: stopping the pipeline", name)
                 code = proc.terminate(self.policy.stop_grace_s)
-                beat.state, beat.error = hb.INTERRUPTED, f"supervisor got {signal.Signals(self._stop_signal).name}"
+                beat.state, beat.error, beat.stop_reason = hb.INTERRUPTED, f"supervisor got {name}", name
                 break
             if reason := self.budget.exceeded(elapsed):
                 log.error("budget: %s; stopping the pipeline", reason)
@@ -134,13 +164,13 @@ class Supervisor:
             # PIPELINE STARTED is written at once: the train role is waiting for it.
             if self.clock() >= next_beat or (proc.started and not beat.pipeline_started):
                 self._update(beat, proc, elapsed)
-                hb.write_heartbeat(self.heartbeat_path, beat)
+                self._write(beat)
                 next_beat = self.clock() + self.policy.heartbeat_every_s
             if self.policy.sync_every_s and self.clock() >= next_sync:
                 self._try(lambda: self.sync(include_checkpoints=False), "periodic sync")
                 next_sync = self.clock() + self.policy.sync_every_s
         beat.exit_code = code
-        self._update(beat, proc, self.clock() - started)
+        self._update(beat, proc, self.clock() - self.created_at)
         if beat.state == hb.RUNNING:
             beat.state = hb.SUCCEEDED if code == 0 else hb.FAILED
         if beat.state == hb.FAILED and beat.error is None:
@@ -163,23 +193,38 @@ class Supervisor:
     # -- the end -----------------------------------------------------------------------------------------
 
     def _finish(self, beat: hb.Heartbeat) -> None:
+        """The final sync, retried; then the heartbeat hands over to the agent (phase `ending`)."""
         beat.phase = hb.PHASE_SYNCING
-        hb.write_heartbeat(self.heartbeat_path, beat)
-        self._try(lambda: self.sync(include_checkpoints=True), "final sync")
-        if self.policy.auto_shutdown and beat.state != hb.INTERRUPTED:
-            beat.phase = hb.PHASE_DESTROYING
-            hb.write_heartbeat(self.heartbeat_path, beat)
-            log.info("destroying this instance (auto_shutdown)")
-            self._try(self._destroy, "self-destroy")
-        beat.phase = hb.PHASE_DONE
-        hb.write_heartbeat(self.heartbeat_path, beat)
+        self._write(beat)
+        error = None
+        for attempt in range(self.policy.final_sync_attempts):
+            if attempt:
+                self.sleep(min(5.0 * 2 ** (attempt - 1), 60.0))
+            if (error := self._try(lambda: self.sync(include_checkpoints=True), "final sync")) is None:
+                break
+        beat.synced, beat.sync_error = error is None, error
+        beat.cost_so_far = self.budget.cost_so_far(self.clock() - self.created_at)
+        beat.phase = hb.PHASE_ENDING
+        self._write(beat)
+        # The heartbeat in the bucket says how the run ended even when the instance is gone.
+        if beat.synced:
+            self._try(lambda: self.bucket().copy_file(self.heartbeat_path, self.policy.artifact_prefix()
+                                                      + "/" + hb.HEARTBEAT_NAME), "heartbeat upload")
 
-    def _try(self, action: Callable[[], object], what: str) -> None:
-        """Failures at the end must not stop the steps after them (a failed sync must still destroy)."""
+    def _write(self, beat: hb.Heartbeat) -> None:
+        try:
+            hb.write_heartbeat(self.heartbeat_path, beat)
+        except OSError as exc:  # a full disk must not stop the finish: the sync and the agent still run
+            log.error("could not write %s: %s", self.heartbeat_path, exc)
+
+    def _try(self, action: Callable[[], object], what: str) -> str | None:
+        """Failures at the end must not stop the steps after them; returns the error, if any."""
         try:
             action()
-        except (RcloneError, BucketConfigError, SelfDestroyError) as exc:
+        except Exception as exc:
             log.error("%s failed: %s", what, exc)
+            return f"{type(exc).__name__}: {exc}"[:500]
+        return None
 
     # -- process plumbing --------------------------------------------------------------------------------
 

@@ -1,44 +1,36 @@
-"""The pipeline as a child process: its own process group, output teed to a log file and our stdout, and the
-contract's marker lines (`PIPELINE STARTED …`, `PIPELINE FINISHED ok`, `PIPELINE FAILED stage=…: …`) parsed.
+"""The pipeline as a child process: its own session, output written to a log file (and, for tests, `echo`),
+and the contract's marker lines (`PIPELINE STARTED …`, `PIPELINE FINISHED ok`, `PIPELINE FAILED …`) parsed.
+
+Nothing is written to a terminal: a tmux session that is killed (its pty hung up) must not break the log
+or block the pipeline on a full pipe. People watch the log through `instance_agent attach` in tmux.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
-import re
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-_STARTED = re.compile(r"PIPELINE STARTED\b(?P<fields>.*)$")
-_FAILED = re.compile(r"PIPELINE FAILED\b\s*(?:stage=(?P<stage>[^\s:]+):?)?\s*(?P<msg>.*)$")
-_FINISHED = re.compile(r"PIPELINE FINISHED\b")
-_FIELD = re.compile(r"(\w+)=(\S+)")
+from run_contract import Marker, parse_marker
+
+__all__ = ["Marker", "PipelineProcess", "parse_marker"]
+
+PR_SET_PDEATHSIG = 1
 
 
-@dataclass(frozen=True)
-class Marker:
-    kind: str  # started | finished | failed
-    fields: dict[str, str]
-    message: str = ""
-
-
-def parse_marker(line: str) -> Marker | None:
-    """The pipeline's marker in `line`, if any. `wandb=` may be a URL, an offline dir or `disabled`."""
-    if match := _STARTED.search(line):
-        return Marker("started", dict(_FIELD.findall(match.group("fields"))))
-    if match := _FAILED.search(line):
-        fields = {"stage": match.group("stage")} if match.group("stage") else {}
-        return Marker("failed", fields, match.group("msg").strip())
-    if _FINISHED.search(line):
-        return Marker("finished", {})
-    return None
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervisor dies (even by SIGKILL), so no pipeline runs on
+    unsupervised; SIGTERM makes it save its last checkpoint and exit."""
+    # Not Linux (no prctl): the pipeline's own lock still keeps one pipeline per run dir.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class PipelineProcess:
@@ -67,7 +59,7 @@ class PipelineProcess:
         # and a terminal hang-up in tmux does not reach it at all.
         self._proc = subprocess.Popen(
             self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
         )
         log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - closed by the reader thread
         self._reader = threading.Thread(target=self._pump, args=(log,), name="pipeline-output", daemon=True)
@@ -109,8 +101,9 @@ class PipelineProcess:
                 log.write(raw)
                 line = raw.decode("utf-8", "replace")
                 if self.echo is not None:
-                    self.echo.write(line)
-                    self.echo.flush()
+                    with contextlib.suppress(OSError, ValueError):  # a closed or hung-up echo costs no log line
+                        self.echo.write(line)
+                        self.echo.flush()
                 self._note(line)
         self._proc.stdout.close()
 

@@ -66,7 +66,7 @@ def install_requirements(code_dir: Path, state_dir: Path, *, python: str = sys.e
     """Install what the instance needs into `python`'s environment, torch pinned to what is there already.
 
     Runs inside that environment (its `importlib.metadata` is the truth about the installed torch). The project
-    itself goes in editable and without dependencies, so `vastkit-supervisor` is on PATH and code updates
+    itself goes in editable and without dependencies, so `instance-agent` is on PATH and code updates
     need no reinstall.
     """
     started = time.monotonic()

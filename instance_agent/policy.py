@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import run_contract as contract
+
 # Names that look like credentials are refused in pipeline_env: those belong in the environment.
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -31,24 +32,32 @@ class SupervisorPolicy:
 
     run_name: str  # label of the instance; artifacts go to runs/<run_name>/ in the bucket
     train_config: str  # repo-relative config path, e.g. configs/burgers32.yaml
-    code_dir: str = "/workspace/universal_simulator"
-    python: str = "/venv/main/bin/python"  # interpreter that runs the pipeline
+    code_dir: str = contract.CODE_DIR
+    python: str = contract.PYTHON  # interpreter that runs the pipeline
     train_stage: str = "all"
     reset_cache: int = 1
-    auto_shutdown: bool = True  # destroy the instance when the pipeline ends (after the sync)
+    auto_shutdown: bool = True  # destroy the instance when the pipeline ends (after the sync); false keeps it
+    # running after a normal end, but a budget reached or a Ctrl-C still ends GPU billing (stop, disk kept)
     max_runtime_hours: float = 24.0
     max_cost: float | None = None  # USD for this run at `dph`; None: no cost limit
     dph: float | None = None  # $/h of the rented offer, for the cost estimate
-    bucket_prefix: str = "runs"  # artifacts go to s3://$B2_BUCKET/<bucket_prefix>/<run_name>/
+    bucket_prefix: str = contract.RUNS_PREFIX  # artifacts go to s3://$B2_BUCKET/<bucket_prefix>/<run_name>/
     heartbeat_every_s: float = 10.0
     sync_every_s: float = 900.0  # periodic log/metrics sync while training; 0 disables it
     stop_grace_s: float = 30.0  # SIGTERM → SIGKILL grace when the budget stops the pipeline
-    destroy_timeout_s: float = 300.0  # keep trying to destroy for this long before giving up loudly
+    final_sync_attempts: int = 3  # the final sync is retried (with backoff) this many times in all
+    sync_timeout_s: float = 1800.0  # one sync gives up after this long (rclone retries an unreachable bucket)
+    # The agent's own ceiling: this long past the budget it kills whatever still runs and ends the billing.
+    ceiling_grace_s: float = 900.0
+    # Destroy is retried (with backoff, read back) until the API says the instance is gone; after this long
+    # of failures the agent also asks for a stop (GPU billing ends, the disk is kept), and keeps trying both.
+    destroy_fallback_s: float = 600.0
+    restart_limit: int = 3  # a crashed supervisor is restarted (the run resumes) at most this many times
     pipeline_env: dict[str, str] = field(default_factory=dict)  # extra non-secret env, e.g. TRAIN_FAIL_AT_STAGE
 
     def __post_init__(self) -> None:
-        if not _RUN_NAME.match(self.run_name):
-            raise PolicyError(f"run_name: {self.run_name!r} must be 1-128 chars of letters, digits, '.', '_', '-'")
+        if error := contract.run_name_error(self.run_name):
+            raise PolicyError(f"run_name: {error}")
         if not self.train_config or self.train_config.startswith("/") or ".." in Path(self.train_config).parts:
             raise PolicyError(f"train_config: {self.train_config!r} must be a path inside the repo, e.g. configs/x.yaml")
         if self.reset_cache not in (0, 1):
@@ -59,9 +68,12 @@ class SupervisorPolicy:
             raise PolicyError(f"max_cost: must be > 0 (or null for no limit), got {self.max_cost}")
         if self.max_cost is not None and not self.dph:
             raise PolicyError("max_cost: needs dph (the offer's $/h) to estimate the cost; got none")
-        for key in ("heartbeat_every_s", "stop_grace_s", "destroy_timeout_s"):
+        for key in ("heartbeat_every_s", "stop_grace_s", "ceiling_grace_s", "destroy_fallback_s",
+                    "final_sync_attempts", "sync_timeout_s"):
             if getattr(self, key) <= 0:
                 raise PolicyError(f"{key}: must be > 0, got {getattr(self, key)}")
+        if self.restart_limit < 0:
+            raise PolicyError(f"restart_limit: must be >= 0, got {self.restart_limit}")
         if self.sync_every_s < 0:
             raise PolicyError(f"sync_every_s: must be >= 0 (0 disables), got {self.sync_every_s}")
         for name in self.pipeline_env:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vastkit.supervisor.rclone import Bucket
+from instance_agent.rclone import Bucket
 
 # Paths under the code dir that make up a run's record. Checkpoints are large and the pipeline pushes them
 # itself as it goes; the periodic sync leaves them out, the final one includes them (a no-op when in place).

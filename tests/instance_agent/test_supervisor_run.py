@@ -1,6 +1,7 @@
 """The supervisor's real paths: a real child process (signals, process group, output), real rclone against
 moto's S3 server on loopback, the heartbeat on disk. The pipeline is a small scripted stand-in here, so that
-success, crash, hang and signals can each be provoked; the real pipeline runs in tests/e2e.
+success, crash, hang and signals can each be provoked; the real pipeline runs in tests/e2e. The supervisor
+never ends the billing itself: it hands over to the agent with heartbeat phase `ending` (test_agent.py).
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from pathlib import Path
 import pytest
 
 from tools.s3server import running_s3_server
-from vastkit.supervisor import heartbeat as hb
-from vastkit.supervisor.datafetch import DataFetchError, DataSpec, fetch_data
-from vastkit.supervisor.pipeline import PipelineProcess
-from vastkit.supervisor.policy import policy_from_dict
-from vastkit.supervisor.rclone import Bucket
-from vastkit.supervisor.started import NotStartedError, wait_started
-from vastkit.supervisor.supervisor import Supervisor, SupervisorBusyError
+from instance_agent import heartbeat as hb
+from instance_agent.datafetch import DataFetchError, DataSpec, fetch_data
+from instance_agent.pipeline import PipelineProcess
+from instance_agent.policy import policy_from_dict
+from instance_agent.rclone import Bucket
+from instance_agent.started import NotStartedError, wait_started
+from instance_agent.supervisor import Supervisor, SupervisorBusyError
 
 # A stand-in pipeline: prints the contract's markers, writes status, a stage log, a checkpoint; then behaves
 # as $FAKE_MODE says (ok | crash | hang).
@@ -40,6 +41,10 @@ FAKE_PIPELINE = textwrap.dedent("""
     (run / "metrics").mkdir(exist_ok=True)
     (run / "metrics" / "metrics.json").write_text('{"rel_l2": 0.1}')
     mode = os.environ.get("FAKE_MODE", "ok")
+    if mode == "hang_ignoring_term":
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(600)
     if mode == "crash":
         print("PIPELINE FAILED stage=operator: injected crash", flush=True)
         sys.exit(3)
@@ -61,7 +66,7 @@ def code_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def make_supervisor(code_dir: Path, s3, mode: str, destroyed: list, **policy_over) -> Supervisor:
+def make_supervisor(code_dir: Path, s3, mode: str, *, created_at: float | None = None, **policy_over) -> Supervisor:
     policy = policy_from_dict({
         "run_name": f"run-{mode}", "train_config": "configs/tiny.yaml", "code_dir": str(code_dir),
         "heartbeat_every_s": 0.2, "sync_every_s": 0.0, "stop_grace_s": 2.0, "dph": 1.0,
@@ -69,16 +74,14 @@ def make_supervisor(code_dir: Path, s3, mode: str, destroyed: list, **policy_ove
     })
     environ = {**os.environ, **s3.b2_env(), "CONTAINER_ID": "1", "CONTAINER_API_KEY": "instance-key"}
     return Supervisor(policy, environ=environ, command=[sys.executable, str(code_dir / "fake_pipeline.py")],
-                      destroy=lambda: destroyed.append(True) or True, echo=None)
+                      echo=None, created_at=created_at, sleep=lambda _s: None)
 
 
-def test_success_syncs_everything_then_destroys(code_dir, s3):
-    destroyed: list = []
-    assert make_supervisor(code_dir, s3, "ok", destroyed).run() == 0
+def test_success_syncs_everything_then_hands_over(code_dir, s3):
+    assert make_supervisor(code_dir, s3, "ok").run() == 0
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
-    assert (beat.state, beat.phase, beat.exit_code) == ("succeeded", "done", 0)
+    assert (beat.state, beat.phase, beat.exit_code, beat.synced) == ("succeeded", "ending", 0, True)
     assert beat.pipeline_started and beat.wandb_url == "offline:/w" and (beat.stage, beat.step) == ("operator", 7)
-    assert destroyed == [True]
     keys = s3.keys("runs/run-ok/")
     for key in ("logs/operator.log", "logs/pipeline.log", "checkpoints/operator/last.pt", "metrics/metrics.json",
                 "status.json", "heartbeat.json"):
@@ -88,38 +91,54 @@ def test_success_syncs_everything_then_destroys(code_dir, s3):
     assert synced["state"] == "succeeded"
 
 
-def test_crash_still_syncs_logs_and_destroys(code_dir, s3):
-    destroyed: list = []
-    assert make_supervisor(code_dir, s3, "crash", destroyed).run() == 1
+def test_crash_still_syncs_logs(code_dir, s3):
+    assert make_supervisor(code_dir, s3, "crash").run() == 1
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
-    assert beat.state == "failed" and beat.exit_code == 3
+    assert beat.state == "failed" and beat.exit_code == 3 and beat.synced
     assert beat.error == "stage operator: injected crash"
-    assert destroyed == [True]
     assert b"injected crash" in s3.read("runs/run-crash/logs/pipeline.log")
 
 
 def test_runtime_budget_stops_a_hung_pipeline(code_dir, s3):
-    destroyed: list = []
     started = time.monotonic()
-    assert make_supervisor(code_dir, s3, "hang", destroyed, max_runtime_hours=0.0005).run() == 1  # 1.8 s
+    assert make_supervisor(code_dir, s3, "hang", max_runtime_hours=0.0005).run() == 1  # 1.8 s
     assert time.monotonic() - started < 30
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
     assert beat.state == "budget_exceeded" and "max_runtime_hours=0.0005 exceeded" in beat.error
-    assert destroyed == [True]
     assert "runs/run-hang/logs/operator.log" in s3.keys("runs/run-hang/")
 
 
+def test_budget_counts_from_the_instance_creation_not_from_this_start(code_dir, s3):
+    """A supervisor restarted (or relaunched) after the ceiling does not start the pipeline again."""
+    created = time.time() - 7200  # two hours ago; the budget is one hour
+    assert make_supervisor(code_dir, s3, "ok", created_at=created, max_runtime_hours=1.0).run() == 1
+    beat = hb.read_heartbeat(code_dir / "heartbeat.json")
+    assert beat.state == "budget_exceeded" and not beat.pipeline_started
+    assert beat.created_at == created and beat.cost_so_far >= 2.0  # $1/h for two hours, from creation
+    assert beat.synced
+
+
 def test_cost_budget(code_dir, s3):
-    destroyed: list = []
-    sup = make_supervisor(code_dir, s3, "hang", destroyed, dph=3600.0, max_cost=1.5)  # $1/s: stops at ~1.5 s
+    sup = make_supervisor(code_dir, s3, "hang", dph=3600.0, max_cost=1.5)  # $1/s: stops at ~1.5 s
     assert sup.run() == 1
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
     assert beat.state == "budget_exceeded" and "max_cost=$1.5 reached" in beat.error and beat.cost_so_far >= 1.5
 
 
-def test_sigterm_interrupts_syncs_and_keeps_the_instance(code_dir, s3):
-    destroyed: list = []
-    sup = make_supervisor(code_dir, s3, "hang", destroyed)
+def test_a_failed_final_sync_is_retried_and_reported(code_dir, s3):
+    sup = make_supervisor(code_dir, s3, "ok", final_sync_attempts=2, sync_timeout_s=3.0)
+    sup.environ["B2_S3_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens there: the bucket is unreachable
+    sup._bucket = None
+    sleeps: list[float] = []
+    sup.sleep = sleeps.append
+    assert sup.run() == 0  # the pipeline succeeded ...
+    beat = hb.read_heartbeat(code_dir / "heartbeat.json")
+    assert beat.state == "succeeded" and beat.synced is False and "no answer within 3s" in beat.sync_error
+    assert sleeps == [5.0]  # ... the sync was tried twice, and the agent will stop (not destroy) the instance
+
+
+def test_sigterm_interrupts_and_syncs(code_dir, s3):
+    sup = make_supervisor(code_dir, s3, "hang")
     timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
     timer.start()
     try:
@@ -127,31 +146,53 @@ def test_sigterm_interrupts_syncs_and_keeps_the_instance(code_dir, s3):
     finally:
         timer.cancel()
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
-    assert beat.state == "interrupted" and beat.phase == "done"
-    assert destroyed == []  # someone is stopping us (container stop, a person): not our call to destroy
+    assert (beat.state, beat.phase, beat.stop_reason, beat.synced) == ("interrupted", "ending", "SIGTERM", True)
     assert "runs/run-hang/heartbeat.json" in s3.keys("runs/run-hang/")
 
 
-def test_auto_shutdown_false_keeps_the_instance(code_dir, s3):
-    destroyed: list = []
-    assert make_supervisor(code_dir, s3, "ok", destroyed, auto_shutdown=False).run() == 0
-    assert destroyed == []
-
-
 def test_missing_bucket_config_fails_before_the_pipeline(code_dir, s3):
-    destroyed: list = []
-    sup = make_supervisor(code_dir, s3, "ok", destroyed)
+    sup = make_supervisor(code_dir, s3, "ok")
     sup.environ.pop("B2_APP_KEY")
     assert sup.run() == 1
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
     assert beat.state == "failed" and "missing B2_APP_KEY" in beat.error and not beat.pipeline_started
-    assert destroyed == [True]  # an instance that cannot work should not sit there billing
+    assert beat.synced is False  # nothing could be saved: the agent stops the instance, it never bills unattended
 
 
 def test_second_supervisor_is_refused(code_dir, s3):
-    sup = make_supervisor(code_dir, s3, "hang", [])
+    sup = make_supervisor(code_dir, s3, "hang")
     with sup._lock(), pytest.raises(SupervisorBusyError, match="already runs"):
-        make_supervisor(code_dir, s3, "hang", []).run()
+        make_supervisor(code_dir, s3, "hang").run()
+
+
+def test_the_pipeline_dies_with_a_killed_supervisor(tmp_path: Path):
+    """kill -9 of the supervisor: its pipeline (own session) gets SIGTERM at once instead of running on."""
+    script = tmp_path / "hang.py"
+    script.write_text("import time\nprint('pid', flush=True)\ntime.sleep(600)\n")
+    parent = tmp_path / "parent.py"
+    parent.write_text(textwrap.dedent(f"""
+        import os, sys, time
+        from pathlib import Path
+        from instance_agent.pipeline import PipelineProcess
+        proc = PipelineProcess([sys.executable, {str(script)!r}], env=os.environ, cwd=Path({str(tmp_path)!r}),
+                               log_path=Path({str(tmp_path / "p.log")!r}))
+        proc.start()
+        print(proc.pid, flush=True)
+        time.sleep(600)
+    """))
+    import subprocess
+    sup = subprocess.Popen([sys.executable, str(parent)], stdout=subprocess.PIPE, text=True)
+    try:
+        pipeline_pid = int(sup.stdout.readline())
+        assert _alive(pipeline_pid)
+        sup.kill()
+        sup.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(pipeline_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pipeline_pid)
+    finally:
+        sup.kill()
 
 
 def test_terminate_reaches_the_whole_process_group(tmp_path: Path):
@@ -255,7 +296,7 @@ class TestFetchData:
 def test_sync_while_the_pipeline_writes(tmp_path: Path, s3):
     """Files that grow or are rewritten during an upload (logs, status, W&B) reach the bucket whole: the sync
     uploads a snapshot, not the live files (rclone fails a file that changes under it with an md5 mismatch)."""
-    from vastkit.supervisor.artifacts import sync_artifacts
+    from instance_agent.artifacts import sync_artifacts
     (tmp_path / "logs").mkdir()
     (tmp_path / "checkpoints" / "operator").mkdir(parents=True)
     log = tmp_path / "logs" / "operator.log"

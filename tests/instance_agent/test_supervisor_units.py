@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from vastkit.supervisor.artifacts import artifact_paths
-from vastkit.supervisor.budget import Budget
-from vastkit.supervisor.heartbeat import Heartbeat, read_heartbeat, write_heartbeat
-from vastkit.supervisor.pipeline import parse_marker
-from vastkit.supervisor.policy import PolicyError, load_policy, policy_from_dict
-from vastkit.supervisor.rclone import BucketConfigError, rclone_env
-from vastkit.supervisor.requirements import instance_requirements, requirement_name
-from vastkit.supervisor.selfdestroy import SelfDestroyError, instance_id_from_env
-from vastkit.supervisor.supervisor import pipeline_command, pipeline_env
+from instance_agent.artifacts import artifact_paths
+from instance_agent.budget import Budget
+from instance_agent.heartbeat import Heartbeat, read_heartbeat, write_heartbeat
+from instance_agent.pipeline import parse_marker
+from instance_agent.policy import PolicyError, load_policy, policy_from_dict
+from instance_agent.rclone import BucketConfigError, rclone_env
+from instance_agent.requirements import instance_requirements, requirement_name
+from instance_agent.supervisor import pipeline_command, pipeline_env
 
 B2 = {"B2_KEY_ID": "kid", "B2_APP_KEY": "sekrit", "B2_S3_ENDPOINT": "https://s3.example", "B2_BUCKET": "bkt"}
 
@@ -120,12 +119,6 @@ class TestMisc:
     def test_real_pyproject_keeps_what_the_instance_imports(self):
         names = {requirement_name(r) for r in instance_requirements(Path("pyproject.toml"))}
         assert {"vastai", "h5py", "pyyaml", "boto3"} <= names and "torch" not in names
-
-    def test_instance_id(self):
-        assert instance_id_from_env({"CONTAINER_ID": "42"}) == 42
-        assert instance_id_from_env({"VAST_CONTAINERLABEL": "C.77"}) == 77
-        with pytest.raises(SelfDestroyError, match="no CONTAINER_ID"):
-            instance_id_from_env({})
 
     def test_artifact_paths(self, tmp_path):
         for name in ("logs/a.log", "metrics/m.json", "status.json", "checkpoints/op/last.pt",

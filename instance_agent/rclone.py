@@ -13,8 +13,11 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from instance_agent.environ import container_environ
+from run_contract import B2_REQUIRED_ENV, BucketSettingsError, bucket_settings
+
 REMOTE = "b2"
-REQUIRED_VARS = ("B2_KEY_ID", "B2_APP_KEY", "B2_S3_ENDPOINT", "B2_BUCKET")
+REQUIRED_VARS = B2_REQUIRED_ENV
 # rclone's S3 backend fails with LoadCustomCABundleError when AWS_CA_BUNDLE is set (its HTTP transport is not
 # the AWS SDK's). A Vast instance has none; some build machines do. The system trust store still applies.
 UNSUPPORTED_VARS = ("AWS_CA_BUNDLE",)
@@ -35,21 +38,20 @@ class RcloneError(RuntimeError):
 
 def rclone_env(environ: Mapping[str, str]) -> dict[str, str]:
     """`environ` plus the `b2` remote's settings, minus what rclone cannot handle. Pure: tested directly."""
-    missing = [name for name in REQUIRED_VARS if not environ.get(name)]
-    if missing:
-        raise BucketConfigError(
-            f"missing {', '.join(missing)} in the environment; set them once as Vast account env-vars "
-            "(ansible-playbook playbooks/setup_env.yml) so every instance gets them")
+    try:
+        found = bucket_settings(environ)
+    except BucketSettingsError as exc:
+        raise BucketConfigError(str(exc)) from None
     env = {k: v for k, v in environ.items() if k not in UNSUPPORTED_VARS and not k.startswith("RCLONE_CONFIG_")}
     prefix = f"RCLONE_CONFIG_{REMOTE.upper()}_"
     env.update({
         "RCLONE_CONFIG": "/dev/null",  # never read (or write) a config file
         prefix + "TYPE": "s3",
         prefix + "PROVIDER": "Other",  # B2's S3-compatible API (and moto in tests)
-        prefix + "ENDPOINT": environ["B2_S3_ENDPOINT"],
-        prefix + "ACCESS_KEY_ID": environ["B2_KEY_ID"],
-        prefix + "SECRET_ACCESS_KEY": environ["B2_APP_KEY"],
-        prefix + "REGION": environ.get("B2_S3_REGION") or "us-east-1",
+        prefix + "ENDPOINT": found.endpoint,
+        prefix + "ACCESS_KEY_ID": found.key_id,
+        prefix + "SECRET_ACCESS_KEY": found.app_key,
+        prefix + "REGION": found.region,
         prefix + "FORCE_PATH_STYLE": "true",
         prefix + "NO_CHECK_BUCKET": "true",  # bucket-scoped B2 keys may not create buckets
     })
@@ -66,7 +68,8 @@ class Bucket:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, binary: str = "rclone") -> Bucket:
-        environ = os.environ if environ is None else environ
+        """From `environ`, by default the container's (PID 1's under ours: an SSH session has no B2_*)."""
+        environ = container_environ() if environ is None else environ
         return cls(name=environ.get("B2_BUCKET", ""), env=rclone_env(environ), binary=binary)
 
     def remote(self, key: str = "") -> str:
@@ -107,3 +110,8 @@ class Bucket:
 
     def read_text(self, key: str, timeout: float = 60) -> str:
         return self.run(["cat", self.remote(key)], f"reading {self.url(key)}", timeout=timeout)
+
+    def copy_file(self, path: str | os.PathLike, key: str, timeout: float = 120) -> None:
+        """One local file to `key` (the bucket's copy of the heartbeat, which must say how a run ended)."""
+        self.run(["copyto", str(path), self.remote(key), "--retries", "2", "--low-level-retries", "5"],
+                 f"copying {path} to {self.url(key)}", timeout=timeout)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from instance_agent.heartbeat import Heartbeat, read_heartbeat
 from vastkit.retry import Deadline
-from vastkit.supervisor.heartbeat import Heartbeat, read_heartbeat
 
 
 class NotStartedError(RuntimeError):
