@@ -9,6 +9,7 @@ then uploads the snapshot, which nothing else touches.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -18,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from instance_agent.rclone import Bucket
+
+log = logging.getLogger(__name__)
 
 # Paths under the code dir that make up a run's record. Checkpoints are large and the pipeline pushes them
 # itself as it goes; the periodic sync leaves them out, the final one includes them (a no-op when in place).
@@ -75,17 +78,36 @@ def snapshot_artifacts(code_dir: Path, into: Path, include_checkpoints: bool) ->
 def sync_artifacts(bucket: Bucket, code_dir: Path, prefix: str, *, include_checkpoints: bool = True,
                    transfers: int = 8, timeout: float = 1800) -> SyncReport:
     started = time.monotonic()
+    copy_args = ["--transfers", str(transfers), "--retries", "3", "--low-level-retries", "10",
+                 "--stats-log-level", "NOTICE"]
     snapshots = code_dir / SNAPSHOT_DIR
-    snapshots.mkdir(parents=True, exist_ok=True)
-    snapshot = Path(tempfile.mkdtemp(dir=snapshots))  # one per sync: a periodic and a final one may overlap
+    snapshot: Path | None = None
     try:
+        snapshots.mkdir(parents=True, exist_ok=True)
+        snapshot = Path(tempfile.mkdtemp(dir=snapshots))  # one per sync: a periodic and a final one may overlap
         files = snapshot_artifacts(code_dir, snapshot, include_checkpoints)
-        bucket.run(
-            ["copy", str(snapshot), bucket.remote(prefix),
-             "--transfers", str(transfers), "--retries", "3", "--low-level-retries", "10",
-             "--stats-log-level", "NOTICE"],
-            f"syncing artifacts to {bucket.url(prefix)}", timeout=timeout)
-    finally:
-        shutil.rmtree(snapshot, ignore_errors=True)
+    except OSError as exc:
+        # A full disk has no room for a snapshot. The data matter more: copy the live files (at the end of a
+        # run nothing writes them any more; a periodic sync may see a file change and retry it next time).
+        log.warning("no snapshot (%s): syncing the live files", exc)
+        if snapshot is not None:
+            shutil.rmtree(snapshot, ignore_errors=True)
+        files = sum(1 for _ in artifact_paths(code_dir, include_checkpoints))
+        bucket.run(["copy", str(code_dir), bucket.remote(prefix), *_filters(include_checkpoints), *copy_args],
+                   f"syncing artifacts to {bucket.url(prefix)} (live files)", timeout=timeout)
+    else:
+        try:
+            bucket.run(["copy", str(snapshot), bucket.remote(prefix), *copy_args],
+                       f"syncing artifacts to {bucket.url(prefix)}", timeout=timeout)
+        finally:
+            shutil.rmtree(snapshot, ignore_errors=True)
     return SyncReport(destination=bucket.url(prefix) + "/", seconds=round(time.monotonic() - started, 3),
                       checkpoints=include_checkpoints, files=files)
+
+
+def _filters(include_checkpoints: bool) -> list[str]:
+    """rclone filter rules selecting what artifact_paths() selects (first match wins; dotfiles never)."""
+    rules = ["--filter", "- .*", "--filter", "- .*/**"]
+    for top in LIGHT_ARTIFACTS + (CHECKPOINTS if include_checkpoints else ()):
+        rules += ["--filter", f"+ /{top}", "--filter", f"+ /{top}/**"]
+    return [*rules, "--filter", "- **"]

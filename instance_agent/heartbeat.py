@@ -59,6 +59,7 @@ class Heartbeat:
     error: str | None = None
     created_at: float | None = None  # the instance's creation (epoch s): budgets and cost count from here
     supervisor_starts: int = 1  # > 1: the agent restarted a crashed supervisor (the run resumed)
+    pipeline_restarts: int = 0  # the supervisor restarted a pipeline killed by a signal (it resumed)
     synced: bool | None = None  # the final sync reached the bucket (None: not tried yet)
     sync_error: str | None = None
     stop_reason: str | None = None  # who or what stopped the pipeline (Ctrl-C in tmux, a container stop...)

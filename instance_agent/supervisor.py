@@ -139,12 +139,36 @@ class Supervisor:
             beat.state, beat.error = hb.BUDGET_EXCEEDED, reason  # a restart after the ceiling: do not start again
             log.error("budget: %s; not starting the pipeline", reason)
             return
-        proc = self._proc = PipelineProcess(
-            self.command, env=pipeline_env(self.policy, self.environ), cwd=self.policy.code_path,
-            log_path=self.policy.code_path / PIPELINE_LOG, echo=self.echo)
-        log.info("starting the pipeline (supervisor start %d): %s", self.starts, " ".join(self.command))
-        proc.start()
-        beat.state = hb.RUNNING
+        while True:
+            proc = self._proc = PipelineProcess(
+                self.command, env=pipeline_env(self.policy, self.environ), cwd=self.policy.code_path,
+                log_path=self.policy.code_path / PIPELINE_LOG, echo=self.echo)
+            log.info("starting the pipeline (supervisor start %d, pipeline restart %d): %s", self.starts,
+                     beat.pipeline_restarts, " ".join(self.command))
+            proc.start()
+            beat.state = hb.RUNNING
+            code = self._watch(proc, beat)
+            # Killed by a signal nobody here sent (kill -9, the OOM killer), without its own failure line: a
+            # crash, not a result. It resumes from its checkpoints, a bounded number of times.
+            if (beat.state == hb.RUNNING and code is not None and code < 0 and proc.failed is None
+                    and beat.pipeline_restarts < self.policy.restart_limit):
+                beat.pipeline_restarts += 1
+                log.error("the pipeline was killed (%s) without a failure line: restarting it (%d of %d)",
+                          signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else code,
+                          beat.pipeline_restarts, self.policy.restart_limit)
+                continue
+            break
+        beat.exit_code = code
+        self._update(beat, proc, self.clock() - self.created_at)
+        if beat.state == hb.RUNNING:
+            beat.state = hb.SUCCEEDED if code == 0 else hb.FAILED
+        if beat.state == hb.FAILED and beat.error is None:
+            beat.error = (f"stage {proc.failed.fields.get('stage', '?')}: {proc.failed.message}" if proc.failed
+                          else f"pipeline exited with code {code} (see {PIPELINE_LOG})")
+        log.info("pipeline ended: %s (exit code %s)%s", beat.state, code, f": {beat.error}" if beat.error else "")
+
+    def _watch(self, proc: PipelineProcess, beat: hb.Heartbeat) -> int | None:
+        """Heartbeat, budget, signals and light syncs until the pipeline exits; returns its exit code."""
         next_beat = next_sync = self.clock()
         if self.policy.sync_every_s:
             next_sync += self.policy.sync_every_s
@@ -169,14 +193,7 @@ class Supervisor:
             if self.policy.sync_every_s and self.clock() >= next_sync:
                 self._try(lambda: self.sync(include_checkpoints=False), "periodic sync")
                 next_sync = self.clock() + self.policy.sync_every_s
-        beat.exit_code = code
-        self._update(beat, proc, self.clock() - self.created_at)
-        if beat.state == hb.RUNNING:
-            beat.state = hb.SUCCEEDED if code == 0 else hb.FAILED
-        if beat.state == hb.FAILED and beat.error is None:
-            beat.error = (f"stage {proc.failed.fields.get('stage', '?')}: {proc.failed.message}" if proc.failed
-                          else f"pipeline exited with code {code} (see {PIPELINE_LOG})")
-        log.info("pipeline ended: %s (exit code %s)%s", beat.state, code, f": {beat.error}" if beat.error else "")
+        return code
 
     def _update(self, beat: hb.Heartbeat, proc: PipelineProcess, elapsed: float) -> None:
         beat.elapsed_s = round(elapsed, 1)

@@ -41,6 +41,9 @@ FAKE_PIPELINE = textwrap.dedent("""
     (run / "metrics").mkdir(exist_ok=True)
     (run / "metrics" / "metrics.json").write_text('{"rel_l2": 0.1}')
     mode = os.environ.get("FAKE_MODE", "ok")
+    if mode == "killed_once" and not (run / "killed-once").exists():
+        (run / "killed-once").write_text("x")
+        os.kill(os.getpid(), 9)  # as kill -9 or the OOM killer would: no failure line
     if mode == "hang_ignoring_term":
         import signal
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -334,3 +337,27 @@ def test_sync_while_the_pipeline_writes(tmp_path: Path, s3):
     keys = s3.keys("runs/live-0/")
     assert "runs/live-0/checkpoints/operator/last.pt" in keys
     assert not any(k.endswith(".tmp") for k in keys)  # an atomic writer's work in progress is not an artifact
+
+
+def test_sync_without_room_for_a_snapshot_copies_the_live_files(tmp_path: Path, s3, monkeypatch):
+    """A full disk leaves no room for the snapshot: the sync still gets the artifacts out (and no dotfiles)."""
+    from instance_agent import artifacts
+    for name in ("logs/pipeline.log", "checkpoints/operator/last.pt", "checkpoints/operator/.x.tmp",
+                 "status.json", "training/code.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+
+    def no_space(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(artifacts, "snapshot_artifacts", no_space)
+    report = artifacts.sync_artifacts(Bucket.from_env(s3.b2_env()), tmp_path, "runs/full-disk")
+    assert report.files == 3
+    assert s3.keys("runs/full-disk/") == ["runs/full-disk/checkpoints/operator/last.pt",
+                                          "runs/full-disk/logs/pipeline.log", "runs/full-disk/status.json"]
+
+
+def test_a_pipeline_killed_by_a_signal_is_restarted_and_resumes(code_dir, s3):
+    assert make_supervisor(code_dir, s3, "killed_once").run() == 0
+    beat = hb.read_heartbeat(code_dir / "heartbeat.json")
+    assert (beat.state, beat.pipeline_restarts, beat.exit_code) == ("succeeded", 1, 0)
