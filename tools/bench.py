@@ -30,9 +30,9 @@ from pathlib import Path
 
 import yaml
 
+from instance_agent.requirements import instance_requirements
 from tools import demo
 from tools.world import REPO, LocalWorld, local_world
-from vastkit.supervisor.requirements import instance_requirements
 
 CODE_DIR = "/workspace/universal_simulator"
 BENCH_DOC = REPO / "docs" / "benchmarks.md"
@@ -166,7 +166,7 @@ def bench_fetch(world: LocalWorld, results: Results, run: str, files: int, megab
                           val=[n for n in names if "_val_" in n], test=[n for n in names if "_test_" in n])
     text = yaml.safe_dump(config)
     timed(world, run, f"cat > /tmp/bench_fetch.yaml <<'EOF'\n{text}EOF")
-    ours = (f"cd {CODE_DIR} && rm -rf /tmp/fetch-ours && /venv/main/bin/python -m vastkit.supervisor fetch-data "
+    ours = (f"cd {CODE_DIR} && rm -rf /tmp/fetch-ours && /venv/main/bin/python -m instance_agent fetch-data "
             "--config /tmp/bench_fetch.yaml --dest /tmp/fetch-ours")
     single = (f"rm -rf /tmp/fetch-single && {_rclone_env()} rclone copy --transfers 1 --checkers 1 "
               f"--multi-thread-streams 0 b2:$B2_BUCKET/{prefix} /tmp/fetch-single --exclude manifest.json")

@@ -13,6 +13,7 @@ Every process it starts is stopped on exit, also on errors and Ctrl-C.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -24,6 +25,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools.s3outage import OutageProxy, outage_proxy
 from tools.s3server import S3Server, free_port, running_s3_server, stop_process
 from vast_emulator.testing import (
     EmulatorHandle,
@@ -67,6 +69,7 @@ class LocalWorld:
     keys: SshKeyPair
     secrets: Secrets
     git_url: str  # this checkout, served over git:// on loopback: the "origin" instances clone from
+    outage: OutageProxy | None = None  # the bucket's endpoint: B2 outages for one run's prefix on demand
     python: str = sys.executable
     log: object = field(default=print, repr=False)
 
@@ -121,9 +124,11 @@ class LocalWorld:
         return result
 
     def launch_args(self, config: str, run_name: str, *extra: str, code_source: str = "local") -> list[str]:
+        # A developer's work in progress (WORLD_ALLOW_DIRTY=1) trains the committed HEAD; CI's clone is clean.
+        dirty = ["-e", "allow_dirty=true"] if code_source == "git" and os.environ.get("WORLD_ALLOW_DIRTY") else []
         return ["-e", f"config={config}", "-e", f"run_name={run_name}", "-e", f"code_source={code_source}",
                 "-e", f"code_repo={self.git_url}", "-e", f"ssh_key_file={self.keys.private_key}",
-                "-e", f"known_hosts_dir={self.root / 'known_hosts'}", "-e", "poll_interval=0.5", *extra]
+                "-e", f"known_hosts_dir={self.root / 'known_hosts'}", "-e", "poll_interval=0.5", *dirty, *extra]
 
     def launch(self, config: str, run_name: str, *extra: str, code_source: str = "local", check: bool = True,
                stream: bool = False) -> subprocess.CompletedProcess:
@@ -206,15 +211,18 @@ def local_world(root: Path, *, log=print, credentials: Secrets | None = None) ->
     credentials = credentials or Secrets()
     root.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        s3 = stack.enter_context(running_s3_server(bucket=BUCKET, key_id=credentials.b2_key_id,
-                                                   app_key=credentials.b2_app_key))
+        moto = stack.enter_context(running_s3_server(bucket=BUCKET, key_id=credentials.b2_key_id,
+                                                     app_key=credentials.b2_app_key))
+        # Everyone (instances, the controller, the tests) reaches the bucket through the outage proxy.
+        outage = stack.enter_context(outage_proxy(moto.endpoint))
+        s3 = dataclasses.replace(moto, endpoint=outage.endpoint)
         emulator = stack.enter_context(running_emulator(root / "emulator", loading_delay=0.3,
                                                         api_key=credentials.vast_api_key))
         git_url = stack.enter_context(serving_git(REPO))
         keys = make_ssh_keypair(root / "ssh")
         (root / "known_hosts").mkdir(mode=0o700, exist_ok=True)
         yield LocalWorld(root=root, emulator=emulator, s3=s3, keys=keys, secrets=credentials, git_url=git_url,
-                         log=log)
+                         outage=outage, log=log)
 
 
 @contextmanager
