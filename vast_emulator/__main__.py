@@ -46,6 +46,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--loading-delay", type=float, default=2.0, help="seconds an instance spends loading")
+    parser.add_argument(
+        "--rate-limit-scale", type=float, default=1.0,
+        help="multiply Vast's per-endpoint rate-limit intervals by this (default 1: Vast's own; 0: no limits)",
+    )
+    parser.add_argument(
+        "--strict-env-values", action="store_true",
+        help="refuse account env-var values outside the documented pattern ^[a-zA-Z0-9_\\-\\.]+$",
+    )
     parser.add_argument("--offers", type=Path, help="offer catalogue JSON (default: the packaged catalogue)")
     parser.add_argument("--faults", type=Path, help="faults to install at startup (JSON, see docs/emulator.md)")
     parser.add_argument("--base-venv", type=Path, help=f"shared base venv (default {default_base_venv()})")
@@ -58,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.loading_delay < 0:
         parser.error("--loading-delay must be >= 0 seconds")
+    if args.rate_limit_scale < 0:
+        parser.error("--rate-limit-scale must be >= 0 (0 turns the rate limits off)")
     for name in ("offers", "faults"):
         path = getattr(args, name)
         if path is not None and not path.is_file():
@@ -86,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         faults_file=args.faults,
         base_venv=args.base_venv,
         uv_cache=uv_cache,
+        rate_limit_scale=args.rate_limit_scale,
+        strict_env_values=args.strict_env_values,
     )
     emulator = Emulator(config)
     stop = threading.Event()

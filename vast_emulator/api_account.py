@@ -8,10 +8,13 @@ from typing import Any
 
 from .access import body_object, require_account
 from .errors import ApiError
-from .http_types import Request, Response, ok
+from .http_types import LiveSettings, Request, Response, ok
 from .store import StateStore
 
 MAX_SECRETS = 100
+MASK = "********"  # what GET /api/v0/secrets/ shows for every value (vast-cli tests/live/test_live_env_var_cycle.py)
+# The documented value pattern (create_env_var.yaml); enforced in strict mode only (whether Vast does is unknown).
+SECRET_VALUE = re.compile(r"^[a-zA-Z0-9_\-\.]+$")
 MAX_SECRET_VALUE = 4096
 SECRET_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 PUBLIC_KEY = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+( .*)?$")
@@ -19,9 +22,10 @@ USER_ID = 1001
 
 
 class AccountApi:
-    def __init__(self, store: StateStore, account_key: str) -> None:
+    def __init__(self, store: StateStore, account_key: str, settings: LiveSettings | None = None) -> None:
         self.store = store
         self.account_key = account_key
+        self.settings = settings or LiveSettings()
 
     def current_user(self, req: Request) -> Response:
         with self.store.lock:
@@ -44,13 +48,19 @@ class AccountApi:
             "balance_threshold_enabled": False,
         }
         if req.caller.kind == "account":
-            user["api_key"] = self.account_key  # the real API returns it; the CLI drops it before printing
+            user["api_key"] = req.caller.key  # the real API returns it; the CLI drops it before printing
         return ok(user)
 
     def list_secrets(self, req: Request) -> Response:
+        """Names with masked values, as Vast answers: a client cannot tell whether a value is current."""
         require_account(req)
         with self.store.lock:
-            return ok({"success": True, "secrets": dict(self.store.data.secrets)})
+            return ok({"success": True, "secrets": {name: MASK for name in self.store.data.secrets}})
+
+    def clear_secrets(self) -> dict[str, str]:
+        """The stored values (the emulator's admin view, GET /_emulator/secrets)."""
+        with self.store.lock:
+            return dict(self.store.data.secrets)
 
     def _secret_input(self, req: Request, need_value: bool) -> tuple[str, str | None]:
         body = body_object(req)
@@ -68,6 +78,9 @@ class AccountApi:
                 raise ApiError(400, "input_too_long", f"value must be at most {MAX_SECRET_VALUE} characters")
             if "\n" in value or "\0" in value:
                 raise ApiError(400, "invalid_characters", "value must be one line")
+            if self.settings.strict_env_values and not SECRET_VALUE.match(value):
+                raise ApiError(400, "invalid_characters",
+                               f"Value of {key} may contain only letters, digits, _, - and . (^[a-zA-Z0-9_\\-\\.]+$)")
         return key, value
 
     def create_secret(self, req: Request) -> Response:
@@ -110,6 +123,11 @@ class AccountApi:
 
     def create_ssh_key(self, req: Request) -> Response:
         require_account(req)
+        if req.caller.team:
+            # skypilot PRs #9631, #10730: team-scoped keys cannot create account SSH keys.
+            raise ApiError(400, "team_ssh_keys_not_supported",
+                           "SSH keys cannot be added with a team API key; attach the key to the instance instead "
+                           "(POST /api/v0/instances/{id}/ssh/)")
         key = public_key(body_object(req).get("ssh_key"))
         with self.store.lock:
             data = self.store.data

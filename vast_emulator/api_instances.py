@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 from . import offers as offer_search
@@ -46,8 +47,15 @@ class InstanceApi:
     def create_instance(self, req: Request) -> Response:
         require_account(req)
         offer_id = int(req.params["id"])
-        instance_id, key = self.manager.create(offer_id, body_object(req))
-        return ok({"success": True, "new_contract": instance_id, "instance_api_key": key})
+        created = self.manager.create(offer_id, body_object(req))
+        if created.answer_after_s:
+            time.sleep(created.answer_after_s)  # a slow create: the client may time out first
+        error = created.error
+        if error is not None and error.status >= 500:  # the gateway's answer, not the API's
+            return Response(error.status, error.msg, "text/html")
+        if error is not None:  # created anyway: the error carries new_contract
+            return Response(error.status, error.body())
+        return ok({"success": True, "new_contract": created.instance_id, "instance_api_key": created.api_key})
 
     # ----- instances: reading --------------------------------------------------------------------------------
     def _visible_rows(self, req: Request) -> list[dict[str, Any]]:
@@ -110,7 +118,13 @@ class InstanceApi:
     def destroy_instance(self, req: Request) -> Response:
         instance_id = int(req.params["id"])
         require_scope(req, instance_id)
-        self.manager.destroy(instance_id)
+        try:
+            self.manager.destroy(instance_id)
+        except ApiError as exc:
+            if exc.error != "no_such_instance":
+                raise
+            # Documented as 404 not_found; what clients meet (dstack treats it as done) is a 200 that failed.
+            return ok({"success": False, "error": "no_such_instance", "msg": f"Instance {instance_id} not found."})
         return ok({"success": True, "msg": f"Instance {instance_id} destroyed."})
 
     def destroy_many(self, req: Request) -> Response:

@@ -16,8 +16,10 @@ from .api_account import AccountApi
 from .api_instances import InstanceApi
 from .faults import FaultBook, parse_faults
 from .http_server import EmulatorHTTPServer, Frontend
+from .http_types import LiveSettings
 from .instances import InstanceManager, RuntimeSettings
 from .offers import Catalogue
+from .ratelimit import RateLimiter
 from .routes import build_routes
 from .store import StateStore
 
@@ -34,6 +36,8 @@ class EmulatorConfig:
     faults_file: Path | None = None
     base_venv: Path | None = None
     uv_cache: Path | None = None
+    rate_limit_scale: float = 1.0  # Vast's intervals times this; 0 turns the rate limits off
+    strict_env_values: bool = False  # enforce the documented env-var value pattern
 
 
 def account_key(state_dir: Path) -> str:
@@ -73,9 +77,12 @@ class Emulator:
             api_url=lambda: self.url,
         )
         self.manager = InstanceManager(self.store, self.catalogue, self.faults, settings, self.base_ready)
+        self.live = LiveSettings(rate_limit_scale=config.rate_limit_scale, strict_env_values=config.strict_env_values)
+        self.limiter = RateLimiter(config.rate_limit_scale)
         self.api = InstanceApi(self.store, self.catalogue, self.manager)
-        self.account = AccountApi(self.store, self.key)
-        self.admin = AdminApi(self.store, self.manager, self.faults, self.request_log, self.base_ready.is_set)
+        self.account = AccountApi(self.store, self.key, self.live)
+        self.admin = AdminApi(self.store, self.manager, self.faults, self.request_log, self.base_ready.is_set,
+                              self.live, self.limiter, self.account.clear_secrets)
 
     def start(self) -> str:
         """Bind, write STATE_DIR/url, start instances that should run; returns the base URL."""
@@ -83,7 +90,7 @@ class Emulator:
             for fault in parse_faults(json.loads(Path(self.config.faults_file).read_text())):
                 self.admin.install(fault)
         routes = build_routes(self.api, self.account, self.admin)
-        frontend = Frontend(routes, self.key, self.store, self.faults, self.request_log)
+        frontend = Frontend(routes, self.key, self.store, self.faults, self.request_log, self.limiter)
         self.server = EmulatorHTTPServer((self.config.host, self.config.port), frontend)
         host, port = self.server.server_address[:2]
         self.url = f"http://{host}:{port}"

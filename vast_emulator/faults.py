@@ -16,10 +16,12 @@ from typing import Any
 
 # Faults that act on a running instance after a delay (a timer, started when it is running).
 TIMED_KINDS = ("status", "preempt", "restart", "sshd_dies", "disk_full", "disk_free")
-INSTANCE_KINDS = ("stuck_loading", "ssh_refused", *TIMED_KINDS)
-ALL_KINDS = ("http_error", "offer_gone", "none", *INSTANCE_KINDS)
+INSTANCE_KINDS = ("stuck_loading", "ssh_refused", "ssh_eof", "direct_blocked", "null_fields", *TIMED_KINDS)
+ALL_KINDS = ("http_error", "offer_gone", "slow_create", "none", *INSTANCE_KINDS)
 # The flags instance faults leave on a record until they act (reset-faults drops them).
-PENDING_FAULT_KEYS = ("stuck_loading", "ssh_refused_s", "status", "preempt", "restart", "sshd_dies", "disk_full", "disk_free")
+PENDING_FAULT_KEYS = ("stuck_loading", "ssh_refused_s", "status", "preempt", "restart", "sshd_dies", "disk_full", "disk_free",
+                      "ssh_eof_s", "ssh_eof_until", "direct_blocked", "null_fields")
+SLOW_CREATE_STATUSES = (502, 503, 504)
 CALLERS = re.compile(r"^(account|instance|instance:\d+|none)$")
 DEFAULT_GONE_FOR_S = 600.0
 DEFAULT_429_BODY = "API requests too frequent endpoint threshold=1.0"
@@ -89,6 +91,10 @@ def _target(spec: dict[str, Any]) -> Any:
 _ALLOWED_KEYS = {
     "http_error": {"status", "count", "for_s", "retry_after", "path", "method", "body", "caller"},
     "offer_gone": {"target", "offer_ids", "status", "gone_for_s"},
+    "slow_create": {"target", "status", "hang_s", "list_after_s"},
+    "ssh_eof": {"target", "seconds"},
+    "direct_blocked": {"target"},
+    "null_fields": {"target", "fields", "for_s"},
     "none": {"target"},
     "stuck_loading": {"target"},
     "ssh_refused": {"target", "seconds"},
@@ -128,6 +134,14 @@ def parse_fault(spec: Any) -> Fault:
         if spec.get("target") != "next_create":
             raise FaultSpecError("fault 'offer_gone': target must be \"next_create\" (or give offer_ids)")
         return Fault(kind, "next_create", params)
+    if kind == "slow_create":
+        if spec.get("target") != "next_create":
+            raise FaultSpecError("fault 'slow_create': target must be \"next_create\"")
+        status = spec.get("status", 504)
+        if status not in SLOW_CREATE_STATUSES:
+            raise FaultSpecError(f"fault 'slow_create': status must be one of 502, 503, 504, got {status!r}")
+        return Fault(kind, "next_create", {"status": status, "hang_s": _number(spec, "hang_s", 0.0),
+                                           "list_after_s": _number(spec, "list_after_s", 10.0)})
     target = _target(spec)
     if kind == "none":
         if target != "next_create":
@@ -137,6 +151,16 @@ def parse_fault(spec: Any) -> Fault:
         return Fault(kind, target, {})
     if kind == "ssh_refused":
         return Fault(kind, target, {"seconds": _number(spec, "seconds", 5.0)})
+    if kind == "ssh_eof":
+        return Fault(kind, target, {"seconds": _number(spec, "seconds", 5.0)})
+    if kind == "direct_blocked":
+        return Fault(kind, target, {})
+    if kind == "null_fields":
+        names = spec.get("fields", ["start_date"])
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n != "id" for n in names):
+            raise FaultSpecError(f"fault 'null_fields': fields must be a non-empty list of row field names (not id), "
+                                 f"got {names!r}")
+        return Fault(kind, target, {"fields": names, "for_s": _number(spec, "for_s")})
     if kind == "status":
         status = spec.get("status")
         if status not in ("exited", "offline"):
@@ -209,6 +233,14 @@ def instance_fault_state(fault: Fault) -> dict[str, Any]:
         return {"stuck_loading": True}
     if fault.kind == "ssh_refused":
         return {"ssh_refused_s": fault.params["seconds"]}
+    if fault.kind == "ssh_eof":
+        return {"ssh_eof_s": fault.params["seconds"]}
+    if fault.kind == "direct_blocked":
+        return {"direct_blocked": True}
+    if fault.kind == "null_fields":
+        for_s = fault.params["for_s"]
+        return {"null_fields": {"fields": list(fault.params["fields"]),
+                                "until": time.time() + float(for_s) if for_s is not None else None}}
     if fault.kind == "status":
         return {"status": {"status": fault.params["status"], "after_s": fault.params["after_s"]}}
     if fault.kind == "preempt":

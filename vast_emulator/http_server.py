@@ -16,6 +16,7 @@ from .admin import RequestLog
 from .errors import ApiError, invalid_user_key
 from .faults import DEFAULT_429_BODY, FaultBook
 from .http_types import Caller, Request, Response
+from .ratelimit import RateLimiter
 from .routes import Route, match
 from .store import StateStore
 
@@ -26,23 +27,28 @@ KNOWN_ROOTS = re.compile(r"/(api/v\d+|presigned|_emulator)(/|$)")
 class Frontend:
     """Turns one raw HTTP request into a Response; shared by all handler threads."""
 
-    def __init__(self, routes: list[Route], account_key: str, store: StateStore, faults: FaultBook, log: RequestLog):
+    def __init__(self, routes: list[Route], account_key: str, store: StateStore, faults: FaultBook, log: RequestLog,
+                 limiter: RateLimiter | None = None):
         self.routes = routes
         self.account_key = account_key
         self.store = store
         self.faults = faults
         self.log = log
+        self.limiter = limiter or RateLimiter(0)
 
     def caller_for(self, key: str | None) -> Caller | None:
         """None means a key was given but is not valid."""
         if not key:
             return Caller("none")
         if hmac.compare_digest(key.encode(), self.account_key.encode()):
-            return Caller("account")
+            return Caller("account", key=key)
         with self.store.lock:
+            for team_key in self.store.data.team_keys:
+                if hmac.compare_digest(key.encode(), team_key.encode()):
+                    return Caller("account", team=True, key=key)
             for rec in self.store.data.instances.values():
                 if hmac.compare_digest(key.encode(), rec.api_key.encode()):
-                    return Caller("instance", rec.id)
+                    return Caller("instance", rec.id, key=key)
         return None
 
     def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> tuple[Response, dict[str, Any]]:
@@ -94,8 +100,13 @@ class Frontend:
         if route.auth != "none":
             if caller is None or caller.kind == "none":
                 raise invalid_user_key()
-            if route.auth == "account" and caller.kind != "account":
+            if route.auth == "account" and (caller.kind != "account" or caller.team):
                 raise ApiError(403, "permission_denied", "Emulator admin endpoints need the account API key")
+            # Vast's per-endpoint, per-identity minimum intervals (ratelimit.py): plain text, no Retry-After.
+            refused = self.limiter.check(caller.key, method, path)
+            if refused is not None:
+                entry["fault"] = "rate_limit"
+                return Response(429, refused, "text/plain")
         parsed_body: Any = None
         if body:
             try:

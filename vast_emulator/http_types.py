@@ -12,6 +12,8 @@ class Caller:
 
     kind: str  # "account" | "instance" | "none"
     instance_id: int | None = None
+    team: bool = False  # an account key flagged as a team key (cannot register SSH keys)
+    key: str = field(default="", repr=False)  # the key as sent: the rate limits' identity
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,14 @@ class Response:
     body: Any = None  # dict/list -> JSON; str -> text
     content_type: str = "application/json"  # exactly this: the vastai CLI rejects "; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LiveSettings:
+    """Emulator behaviour that tests may change while it runs (``POST /_emulator/settings``)."""
+
+    rate_limit_scale: float = 1.0
+    strict_env_values: bool = False  # enforce the documented env-var value pattern ^[a-zA-Z0-9_\-\.]+$
 
 
 def ok(body: Any, status: int = 200) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .gateway import DIRECT_HOST, PROXY_HOST
 from .offers import priced
 from .store import InstanceRecord
 
@@ -30,7 +31,9 @@ def public_row(rec: InstanceRecord, offer: dict[str, Any]) -> dict[str, Any]:
     if rec.price is not None:
         price["dph_total"] = round(float(rec.price) + price["search"]["diskHour"], 6)
     running = rec.actual_status == "running"
-    port = rec.ssh_port
+    # Direct SSH only where the create asked for it and the machine has open ports; the proxy always.
+    direct = "direc" in (rec.runtype or "") and int(offer.get("direct_port_count") or 0) > 0
+    port = (rec.direct_port or rec.ssh_port) if direct else None
     now = time.time()
     cur_state, next_state = contract_states(rec)
     return {
@@ -74,11 +77,11 @@ def public_row(rec: InstanceRecord, offer: dict[str, Any]) -> dict[str, Any]:
         "disk_space": rec.disk,
         "disk_usage": 0.0,
         "disk_util": 0.0,
-        "ssh_host": "127.0.0.1" if port else None,
+        "ssh_host": PROXY_HOST if rec.proxy_port else None,
         "ssh_idx": None,
-        "ssh_port": port,
+        "ssh_port": rec.proxy_port,
         "machine_dir_ssh_port": None,
-        "public_ipaddr": "127.0.0.1",
+        "public_ipaddr": DIRECT_HOST,
         "local_ipaddrs": "127.0.0.1\n",
         "direct_port_count": offer.get("direct_port_count"),
         "direct_port_start": port,
@@ -104,3 +107,17 @@ def public_row(rec: InstanceRecord, offer: dict[str, Any]) -> dict[str, Any]:
         "time_remaining": "",
         "time_remaining_isbid": "",
     }
+
+
+def with_null_fields(row: dict[str, Any], rec: InstanceRecord) -> dict[str, Any]:
+    """The ``null_fields`` fault: fields the API shows as null (until running, or until a time)."""
+    spec = rec.faults.get("null_fields")
+    if not spec:
+        return row
+    until = spec.get("until")
+    active = time.time() < until if until is not None else rec.actual_status != "running"
+    if active:
+        for name in spec["fields"]:
+            if name in row and name != "id":
+                row[name] = None
+    return row

@@ -21,16 +21,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import disk, runtime
+from . import disk, images, runtime
 from .create_request import MAX_LABEL, no_such_ask, validated_create_body
 from .environment import container_env_entries, instance_environment, network_environment
 from .errors import ApiError, invalid_args, no_such_instance
 from .faults import PENDING_FAULT_KEYS, TIMED_KINDS, Fault, FaultBook, instance_fault_state
-from .instance_view import PENDING, public_row
+from .gateway import BANNER_EOF, DIRECT_HOST, FORWARD, PROXY_HOST, Gateway
+from .instance_view import PENDING, public_row, with_null_fields
 from .offers import Catalogue
 from .store import InstanceRecord, StateStore
 
 SSH_READY_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Created:
+    """What a create did: the instance, and the error its answer carries anyway (bid too low, slow create)."""
+
+    instance_id: int
+    api_key: str
+    error: ApiError | None = None
+    answer_after_s: float = 0.0  # a slow create: the answer comes this late
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class InstanceManager:
         self._op_locks: dict[int, threading.Lock] = {}
         self._closing = threading.Event()
         self._timers: list[threading.Timer] = []
+        self.gateway = Gateway()
 
     # ----- helpers -------------------------------------------------------------------------------------------
     def instance_dir(self, instance_id: int) -> Path:
@@ -102,7 +114,7 @@ class InstanceManager:
 
     def _unused_port(self) -> int:
         with self.store.lock:
-            taken = {r.ssh_port for r in self.store.data.instances.values()}
+            taken = {p for r in self.store.data.instances.values() for p in (r.ssh_port, r.proxy_port, r.direct_port)}
             while True:
                 port = runtime.free_port()
                 if port not in taken:
@@ -115,7 +127,7 @@ class InstanceManager:
             return {rec.offer_id for rec in self.store.data.instances.values()} | gone
 
     # ----- create --------------------------------------------------------------------------------------------
-    def create(self, offer_id: int, body: dict[str, Any]) -> tuple[int, str]:
+    def create(self, offer_id: int, body: dict[str, Any]) -> Created:
         fields = validated_create_body(body)
         cancel_unavail = bool(body.get("cancel_unavail"))
         with self.store.lock:
@@ -143,15 +155,76 @@ class InstanceManager:
                 authorized_keys=[k["key"] for k in data.ssh_keys],
                 **fields,
             )
+            # The host pulls the tag its driver supports (@vastai-automatic-tag), or cannot start the image.
+            rec.requested_image = rec.image
+            rec.image, rec.start_error = images.resolve(rec.image, offer.get("cuda_max_good"))
+            created = Created(instance_id, rec.api_key)
             for fault in ([queued] if queued is not None else []) + self.faults.take_label(rec.label):
-                rec.faults.update(instance_fault_state(fault))
+                if fault.kind == "slow_create":
+                    created = self._slow_answer(rec, fault)
+                else:
+                    rec.faults.update(instance_fault_state(fault))
+            low_bid = rec.price is not None and offer.get("min_bid") is not None and rec.price < float(offer["min_bid"])
+            if low_bid:
+                # dstack (api_client, 01becced9): Vast creates the spot instance stopped and answers an error
+                # that carries its new_contract; whoever asked must destroy it.
+                rec.intended_status = "stopped"
+                rec.actual_status = "stopped"
+                rec.status_msg = f"Bid ${rec.price:g}/h is below the minimum bid ${float(offer['min_bid']):g}/h"
+                created = Created(instance_id, rec.api_key, ApiError(
+                    200, "insufficient_bid",
+                    f"Your bid of ${rec.price:g}/h is below this machine's minimum bid of "
+                    f"${float(offer['min_bid']):g}/h; instance {instance_id} was created stopped",
+                    new_contract=instance_id))
             data.instances[instance_id] = rec
+            self._open_proxy(rec)
             self.store.save()
             runtime.prepare_dirs(self.instance_dir(instance_id), rec.disk)
             self._daemon_log(instance_id, f"created on offer {offer_id} (machine {offer['machine_id']})")
             generation = self._bump(instance_id)
-        self._start_boot(instance_id, generation)
-        return instance_id, rec.api_key
+        if not low_bid:
+            self._start_boot(instance_id, generation)
+        return created
+
+    def _slow_answer(self, rec: InstanceRecord, fault: Fault) -> Created:
+        """A create that happened, answered late with a 5xx, and listed only ``list_after_s`` after that answer."""
+        hang = float(fault.params["hang_s"])
+        rec.hidden_until = time.time() + hang + float(fault.params["list_after_s"])
+        status = int(fault.params["status"])
+        error = ApiError(status, "server_error", f"<html><body><h1>{status} Gateway Time-out</h1></body></html>")
+        self._daemon_log(rec.id, f"fault slow_create: answered {status} after {hang:g}s, listed from "
+                                 f"{time.strftime('%H:%M:%S', time.gmtime(rec.hidden_until))}Z")
+        return Created(rec.id, rec.api_key, error, hang)
+
+    # ----- SSH addresses -------------------------------------------------------------------------------------
+    def _open_proxy(self, rec: InstanceRecord) -> None:
+        """Vast's SSH proxy for this instance: PROXY_HOST:proxy_port forwarded to its sshd (any state)."""
+        instance_id = rec.id
+        rec.proxy_port = self.gateway.listen(
+            PROXY_HOST, rec.proxy_port or 0, target=lambda: self._sshd_port(instance_id),
+            mode=lambda: self._ssh_mode(instance_id))
+
+    def _sshd_port(self, instance_id: int) -> int | None:
+        with self.store.lock:
+            rec = self.store.data.instances.get(instance_id)
+            return rec.ssh_port if rec is not None and rec.actual_status == "running" else None
+
+    def _ssh_mode(self, instance_id: int) -> str:
+        with self.store.lock:
+            rec = self.store.data.instances.get(instance_id)
+            until = rec.faults.get("ssh_eof_until") if rec is not None else None
+        return BANNER_EOF if until is not None and time.time() < until else FORWARD
+
+    def _route_direct(self, rec: InstanceRecord) -> None:
+        """At a start: the direct port is sshd's own, or (faults) a blocked port or a banner-then-EOF listener."""
+        self.gateway.close(rec.direct_port)
+        rec.direct_port = None
+        if rec.faults.get("direct_blocked"):
+            rec.direct_port = self.gateway.dead_port(DIRECT_HOST)
+        elif rec.faults.get("ssh_eof_s") is not None or rec.faults.get("ssh_eof_until") is not None:
+            instance_id = rec.id
+            rec.direct_port = self.gateway.listen(DIRECT_HOST, 0, target=lambda: self._sshd_port(instance_id),
+                                                  mode=lambda: self._ssh_mode(instance_id))
 
     # ----- boot ----------------------------------------------------------------------------------------------
     def _start_boot(self, instance_id: int, generation: int) -> None:
@@ -164,6 +237,10 @@ class InstanceManager:
             if not self._current(instance_id, generation):
                 return
             rec = self._record(instance_id)
+            if rec.start_error:  # the driver cannot run this image: the container is never created
+                self._set_status(rec, "created", rec.start_error)
+                self.store.save()
+                return
             if rec.actual_status != "loading":  # keep why a (re)start is loading: "Host restarted: ..."
                 self._set_status(rec, "loading", f"Loading image {rec.image}")
                 self.store.save()
@@ -182,6 +259,7 @@ class InstanceManager:
                 if rec.faults.get("stuck_loading"):
                     self._daemon_log(instance_id, "fault stuck_loading: the instance never leaves loading")
                     return
+                self._route_direct(rec)
                 spec = self._launch_spec(rec)
             ok = False
             for _attempt in range(2):
@@ -209,6 +287,9 @@ class InstanceManager:
                     return
                 rec.running_since = time.time()
                 rec.faults.pop("halted", None)
+                eof_s = rec.faults.pop("ssh_eof_s", None)
+                if eof_s is not None:  # once: this start's first seconds
+                    rec.faults["ssh_eof_until"] = time.time() + float(eof_s)
                 self._set_status(rec, "running", f"success, running {rec.image}/ssh")
                 self.store.save()
                 self._schedule_after_running(rec, generation)
@@ -218,7 +299,7 @@ class InstanceManager:
         env = instance_environment(
             instance_id=rec.id,
             instance_api_key=rec.api_key,
-            ssh_port=rec.ssh_port or 0,
+            ssh_port=rec.direct_port or rec.ssh_port or 0,
             ssh_public_key=rec.authorized_keys[0].strip() if rec.authorized_keys else "",
             gpu_count=int(offer["num_gpus"]),
             account_env=dict(self.store.data.secrets),
@@ -420,6 +501,10 @@ class InstanceManager:
                 rec.faults.update(instance_fault_state(fault))
                 if rec.actual_status == "running" and fault.kind in TIMED_KINDS:
                     self._schedule_after_running(rec, self._generation.get(rec.id, 0))
+                if rec.actual_status == "running" and fault.kind in ("ssh_eof", "direct_blocked"):
+                    if fault.kind == "ssh_eof":  # now, not at the next start
+                        rec.faults["ssh_eof_until"] = time.time() + float(rec.faults.pop("ssh_eof_s"))
+                    self._route_direct(rec)
             self.store.save()
             return [r.id for r in hit]
 
@@ -430,6 +515,10 @@ class InstanceManager:
                 for key in (*PENDING_FAULT_KEYS, "resume_at"):
                     rec.faults.pop(key, None)
             self.store.data.gone_offers.clear()
+            for rec in self.store.data.instances.values():
+                if rec.direct_port is not None:  # a blocked or faulty direct port: sshd's own again, now
+                    self.gateway.close(rec.direct_port)
+                    rec.direct_port = None
             self.store.save()
             filled = [r.id for r in self.store.data.instances.values() if r.faults.get("disk_filled")]
         for instance_id in filled:
@@ -457,8 +546,11 @@ class InstanceManager:
                 self._bump(instance_id)
             self._kill(instance_id)
             with self.store.lock:
-                self.store.data.instances.pop(instance_id, None)
+                rec = self.store.data.instances.pop(instance_id, None)
                 self.store.save()
+            if rec is not None:
+                self.gateway.close(rec.proxy_port)
+                self.gateway.close(rec.direct_port)
             shutil.rmtree(self.instance_dir(instance_id), ignore_errors=True)
 
     def stop(self, instance_id: int) -> None:
@@ -556,16 +648,20 @@ class InstanceManager:
 
     # ----- views ---------------------------------------------------------------------------------------------
     def _row_of(self, rec: InstanceRecord) -> dict[str, Any]:
-        return public_row(rec, self.catalogue.offers[rec.offer_id])
+        return with_null_fields(public_row(rec, self.catalogue.offers[rec.offer_id]), rec)
+
+    @staticmethod
+    def _listed(rec: InstanceRecord) -> bool:
+        return rec.hidden_until is None or time.time() >= rec.hidden_until
 
     def rows(self) -> list[dict[str, Any]]:
         with self.store.lock:
-            return [self._row_of(r) for r in self.store.data.instances.values()]
+            return [self._row_of(r) for r in self.store.data.instances.values() if self._listed(r)]
 
     def row(self, instance_id: int) -> dict[str, Any] | None:
         with self.store.lock:
             rec = self.store.data.instances.get(instance_id)
-            return self._row_of(rec) if rec else None
+            return self._row_of(rec) if rec and self._listed(rec) else None
 
     def debug_view(self) -> list[dict[str, Any]]:
         """For /_emulator/state: the public row plus where its files and processes are (no keys)."""
@@ -583,6 +679,9 @@ class InstanceManager:
                             "processes_alive": bool(popen and popen.poll() is None),
                             "faults": dict(rec.faults),
                             "attached_key_ids": [k["id"] for k in rec.attached_keys],
+                            "sshd_port": rec.ssh_port,
+                            "requested_image": rec.requested_image,
+                            "hidden_until": rec.hidden_until,
                         },
                     }
                 )
@@ -597,6 +696,8 @@ class InstanceManager:
             if rec.runtime_pid and runtime.belongs_to(rec.runtime_pid, self.instance_dir(rec.id)):
                 runtime.terminate(rec.runtime_pid)
             with self.store.lock:
+                self._open_proxy(rec)  # the same port when it is still free
+                rec.direct_port = None  # routed again at the next start
                 rec.runtime_pid = None
                 rec.running_since = None
                 generation = self._bump(rec.id)
@@ -625,6 +726,7 @@ class InstanceManager:
             # the closing flag (it launches nothing).
             with self._op_lock(instance_id):
                 self._kill(instance_id)
+        self.gateway.shutdown()
         with self.store.lock:
             self.store.save()
 

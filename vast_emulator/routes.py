@@ -56,6 +56,10 @@ def build_routes(api: InstanceApi, account: AccountApi, admin: AdminApi) -> list
         ("POST", r"/_emulator/reset-faults/?", admin.reset_faults, "account"),
         ("GET", r"/_emulator/requests/?", admin.requests, "account"),
         ("GET", r"/_emulator/state/?", admin.state, "account"),
+        ("GET", r"/_emulator/settings/?", admin.get_settings, "account"),
+        ("POST", r"/_emulator/settings/?", admin.put_settings, "account"),
+        ("GET", r"/_emulator/secrets/?", admin.secrets, "account"),
+        ("POST", r"/_emulator/api-keys/?", admin.add_api_key, "account"),
     ]
     return [Route(m, re.compile(f"^{p}$"), h, a) for m, p, h, a in table]
 

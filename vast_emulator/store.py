@@ -39,6 +39,11 @@ class InstanceRecord:
     faults: dict[str, Any] = field(default_factory=dict)
     runtime_pid: int | None = None
     template_hash_id: str | None = None
+    requested_image: str | None = None  # what the create asked for (``image`` is what the host pulled)
+    start_error: str | None = None  # why the container can never start (a CUDA the driver lacks): stays created
+    proxy_port: int | None = None  # Vast's proxy: ssh_host (127.0.0.2) : proxy_port, forwarded to sshd
+    direct_port: int | None = None  # what ports["22/tcp"] shows when it is not sshd's own port (faults)
+    hidden_until: float | None = None  # a slow create: listed (and shown) only from then on
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InstanceRecord:
@@ -54,6 +59,7 @@ class StateData:
     ssh_keys: list[dict[str, Any]] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
     gone_offers: dict[int, float] = field(default_factory=dict)  # offer id -> epoch until which it is gone
+    team_keys: list[str] = field(default_factory=list)  # extra account keys flagged as team keys
 
 
 class StateStore:
@@ -77,6 +83,7 @@ class StateStore:
             ssh_keys=list(raw["ssh_keys"]),
             secrets=dict(raw["secrets"]),
             gone_offers={int(k): float(v) for k, v in raw.get("gone_offers", {}).items()},
+            team_keys=list(raw.get("team_keys", [])),
         )
 
     def save(self) -> None:
@@ -89,6 +96,7 @@ class StateStore:
                 "ssh_keys": self.data.ssh_keys,
                 "secrets": self.data.secrets,
                 "gone_offers": {str(k): v for k, v in self.data.gone_offers.items()},
+                "team_keys": self.data.team_keys,
             }
             tmp = self.path.with_suffix(".tmp")
             # The file holds account env-vars and instance keys: owner-only.

@@ -6,6 +6,7 @@ The handle speaks to the emulator over HTTP only, like every other client does.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -21,6 +22,15 @@ import requests
 
 from .base_venv import ensure_base_venv
 from .runtime import INSTANCE_MARKER_VAR, descendants
+
+# The rate-limit scale test emulators run at unless told otherwise: Vast's intervals x 0.1 (create 0.45 s,
+# its penalty 1.2 s, show 0.2 s, search 10 per 6 s), so a suite that creates hundreds of instances stays fast
+# while every client still meets real 429s. Clients are told the same scale via VASTKIT_PACING_SCALE.
+TEST_RATE_LIMIT_SCALE = 0.1
+_THRESHOLD = re.compile(r"threshold=([0-9.]+)")
+_CREATE_PATH = re.compile(r"/api/v0/asks/\d+/?$")
+CREATE_PENALTY_S = 12.0
+SEARCH_PERIOD_S = 6.0  # 60 s / 10 searches
 
 
 class EmulatorError(RuntimeError):
@@ -70,13 +80,48 @@ class EmulatorHandle:
     process: subprocess.Popen
     log_path: Path
     http: requests.Session = field(default_factory=requests.Session)
+    rate_limit_scale: float = TEST_RATE_LIMIT_SCALE
 
-    def api(self, method: str, path: str, *, key: str | None = None, **kwargs: Any) -> requests.Response:
-        """One request to the emulator with the account key (or ``key``); ``path`` starts with /api/... or /_emulator/."""
+    def api(self, method: str, path: str, *, key: str | None = None, wait_rate_limit: bool = True,
+            **kwargs: Any) -> requests.Response:
+        """One request to the emulator with the account key (or ``key``); ``path`` starts with /api/... or /_emulator/.
+
+        The emulator's rate limits apply to the harness too (it is the same identity as the client under test);
+        a 429 is waited out and the request sent again, unless ``wait_rate_limit=False``.
+        """
         headers = {"Authorization": f"Bearer {key or self.api_key}", **kwargs.pop("headers", {})}
         if method.upper() != "GET" and "json" not in kwargs and "data" not in kwargs:
             kwargs["json"] = {}
-        return self.http.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+        deadline = time.monotonic() + 120
+        while True:
+            response = self.http.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+            if response.status_code != 429 or not wait_rate_limit or time.monotonic() > deadline:
+                return response
+            time.sleep(self._rate_limit_wait(path, response.text))
+
+    def _rate_limit_wait(self, path: str, body: str) -> float:
+        """How long a 429 asks for: past a create's penalty (a retry inside it is penalised again)."""
+        scale = self.rate_limit_scale or 0.1
+        if _CREATE_PATH.search(path.split("?", 1)[0]):
+            return CREATE_PENALTY_S * scale * 1.05
+        found = _THRESHOLD.search(body)
+        return float(found.group(1)) * 1.05 if found else SEARCH_PERIOD_S * scale
+
+    def settings(self, **changes: Any) -> dict[str, Any]:
+        """The emulator's live settings (rate_limit_scale, strict_env_values); keyword arguments change them."""
+        if changes:
+            if "rate_limit_scale" in changes:
+                self.rate_limit_scale = float(changes["rate_limit_scale"])
+            return self._ok(self.api("POST", "/_emulator/settings", json=changes))["settings"]
+        return self._ok(self.api("GET", "/_emulator/settings"))["settings"]
+
+    def secrets(self) -> dict[str, str]:
+        """The account env-vars in clear (GET /api/v0/secrets/ masks every value, as Vast does)."""
+        return self._ok(self.api("GET", "/_emulator/secrets"))["secrets"]
+
+    def team_key(self) -> str:
+        """A new key of this account flagged as a team key (POST /api/v0/ssh/ refuses it)."""
+        return self._ok(self.api("POST", "/_emulator/api-keys", json={"team": True}))["api_key"]
 
     def _ok(self, response: requests.Response) -> Any:
         if response.status_code >= 400:
@@ -123,7 +168,7 @@ class EmulatorHandle:
             row = self.instance(instance_id)
             if row and row["actual_status"] == status:
                 return row
-            time.sleep(0.1)
+            time.sleep(max(0.1, 2.0 * self.rate_limit_scale))  # show_instance's interval
         raise EmulatorError(f"instance {instance_id} not {status} after {timeout}s: {row and row['actual_status']}")
 
     def instance_pids(self, instance_id: int) -> list[int]:
@@ -164,6 +209,8 @@ def start_emulator(
     api_key: str | None = None,
     faults_file: Path | None = None,
     offers_file: Path | None = None,
+    rate_limit_scale: float = TEST_RATE_LIMIT_SCALE,
+    strict_env_values: bool = False,
     extra_args: tuple[str, ...] = (),
     startup_timeout: float = 30.0,
 ) -> EmulatorHandle:
@@ -174,7 +221,9 @@ def start_emulator(
     url_file.unlink(missing_ok=True)
     key = api_key or secrets.token_hex(32)
     args = [sys.executable, "-m", "vast_emulator", "--port", "0", "--state-dir", str(state_dir)]
-    args += ["--loading-delay", str(loading_delay), *extra_args]
+    args += ["--loading-delay", str(loading_delay), "--rate-limit-scale", str(rate_limit_scale), *extra_args]
+    if strict_env_values:
+        args.append("--strict-env-values")
     if faults_file:
         args += ["--faults", str(faults_file)]
     if offers_file:
@@ -191,7 +240,8 @@ def start_emulator(
         if url:  # the file may exist, still empty, while the emulator writes it
             try:
                 if requests.get(url + "/api/v0/gpu_names/unique/", timeout=5).status_code == 200:
-                    return EmulatorHandle(url, key, state_dir, process, log_path)
+                    return EmulatorHandle(url, key, state_dir, process, log_path,
+                                          rate_limit_scale=rate_limit_scale)
             except requests.ConnectionError:
                 pass
         time.sleep(0.05)
@@ -237,8 +287,10 @@ def connect_ssh(row: dict[str, Any], private_key: Path, timeout: float = 15.0):
     """A connected paramiko SSHClient for an instance row (retries until the port accepts or time runs out)."""
     import paramiko
 
-    host = row["public_ipaddr"] or row["ssh_host"]
-    port = int(row["ports"]["22/tcp"][0]["HostPort"]) if row.get("ports") else int(row["ssh_port"])
+    if row.get("ports"):  # direct: public_ipaddr + ports["22/tcp"]; else Vast's proxy, ssh_host:ssh_port
+        host, port = row["public_ipaddr"], int(row["ports"]["22/tcp"][0]["HostPort"])
+    else:
+        host, port = row["ssh_host"], int(row["ssh_port"])
     deadline = time.monotonic() + timeout
     while True:
         client = paramiko.SSHClient()
@@ -249,7 +301,7 @@ def connect_ssh(row: dict[str, Any], private_key: Path, timeout: float = 15.0):
                 look_for_keys=False, allow_agent=False, timeout=5, banner_timeout=5, auth_timeout=5,
             )
             return client
-        except (OSError, paramiko.SSHException):
+        except (OSError, EOFError, paramiko.SSHException):  # EOFError: a banner, then the connection closed
             client.close()
             if time.monotonic() > deadline:
                 raise

@@ -53,7 +53,9 @@ def test_cli_checklist(vastai, emulator, ssh_keypair):
     assert "added" in vastai("create", "env-var", "CLI_VAR", "VALUE1").stdout
     duplicate = vastai("create", "env-var", "CLI_VAR", "VALUE1")
     assert "already exists" in duplicate.stdout + duplicate.stderr
-    assert json.loads(vastai("show", "env-vars", "--raw", "-s").stdout)["CLI_VAR"] == "VALUE1"
+    # Vast masks values on read, even with -s (which only stops the CLI's own masking).
+    assert json.loads(vastai("show", "env-vars", "--raw", "-s").stdout)["CLI_VAR"] == "********"
+    assert emulator.secrets()["CLI_VAR"] == "VALUE1"
     vastai("delete", "env-var", "CLI_VAR")
 
     extra_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForCliTest cli@test"

@@ -89,8 +89,10 @@ def test_unknown_offer_is_404_no_such_ask_and_410_with_cancel_unavail(emulator):
 
 def test_unknown_instance_shapes(emulator):
     assert emulator.api("GET", "/api/v0/instances/123/?owner=me").json() == {"instances": None}
+    # Destroying what is gone answers 200 with success false (what clients meet; the docs say 404).
+    gone = emulator.api("DELETE", "/api/v0/instances/123/")
+    assert gone.status_code == 200 and gone.json()["success"] is False and gone.json()["error"] == "no_such_instance"
     for method, path, body in [
-        ("DELETE", "/api/v0/instances/123/", {}),
         ("PUT", "/api/v0/instances/123/", {"state": "stopped"}),
         ("PUT", "/api/v0/instances/request_logs/123/", {}),
     ]:
@@ -105,7 +107,8 @@ def test_env_vars_crud_and_errors(emulator):
     assert duplicate.status_code == 400 and duplicate.json()["error"] == "existing_key"
     assert emulator.api("POST", "/api/v0/secrets/", json={"key": "ONLY_KEY"}).json()["error"] == "missing_input"
     assert emulator.api("PUT", "/api/v0/secrets/", json={"key": "HTTP_T_VAR", "value": "two"}).json()["success"]
-    assert emulator.api("GET", "/api/v0/secrets/").json()["secrets"]["HTTP_T_VAR"] == "two"
+    assert emulator.api("GET", "/api/v0/secrets/").json()["secrets"]["HTTP_T_VAR"] == "********"  # masked, as Vast
+    assert emulator.secrets()["HTTP_T_VAR"] == "two"
     assert emulator.api("PUT", "/api/v0/secrets/", json={"key": "NOPE_X", "value": "v"}).json()["error"] == "nonexistent_key"
     assert emulator.api("DELETE", "/api/v0/secrets/", json={"key": "HTTP_T_VAR"}).json()["success"]
     assert "HTTP_T_VAR" not in emulator.api("GET", "/api/v0/secrets/").json()["secrets"]

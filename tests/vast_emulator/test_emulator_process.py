@@ -42,7 +42,7 @@ def test_state_survives_a_restart_and_shutdown_leaves_nothing(tmp_path, ssh_keyp
         row = emu.wait_status(running_id, "running", timeout=20)
         assert row["label"] == "keeps-running"
         assert emu.instance(stopped_id)["actual_status"] == "stopped"
-        assert emu.api("GET", "/api/v0/secrets/").json()["secrets"]["KEPT"] == "yes"
+        assert emu.secrets()["KEPT"] == "yes"
         client = connect_ssh(row, ssh_keypair.private_key)
         # Account env-vars reach the container (PID 1), not SSH sessions.
         command = "cat /workspace/data.txt; sleep 0.3; wc -l < /workspace/boots; tr '\\0' '\\n' < /proc/1/environ | grep ^KEPT="
