@@ -8,9 +8,33 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from dataclasses import dataclass
 
 from vastai.api.query import offers_alias, offers_fields, offers_mult, parse_order, parse_query
+
+# Vast's own choice for its images (vast-api.md §7): the backend resolves it to the newest `cuda-X.Y.Z-auto`
+# tag the host's driver supports. Its oldest published CUDA is 12.6, so hosts below that cannot run it.
+AUTO_TAG = "@vastai-automatic-tag"
+AUTO_TAG_IMAGE = f"vastai/pytorch:{AUTO_TAG}"
+AUTO_TAG_MIN_CUDA = 12.6
+_CUDA_IN_TAG = re.compile(r"cuda[-_]?(\d+)\.(\d+)", re.IGNORECASE)
+
+
+def min_cuda_for_image(image: str | None) -> float | None:
+    """The lowest `cuda_max_good` a host needs to start `image`: the automatic tag's oldest build, or the CUDA
+    version an explicit tag names (`cuda-12.8.1-auto`, `2.5.1-cuda12.4-...`); None when the tag names none.
+
+    A host below it leaves the instance at `created` with "OCI runtime create failed" for ever, so searches
+    filter on it instead of renting such a host."""
+    if not image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    tag = last.rsplit(":", 1)[1] if ":" in last else ""
+    if tag == AUTO_TAG:
+        return AUTO_TAG_MIN_CUDA
+    found = _CUDA_IN_TAG.search(tag)
+    return float(f"{found.group(1)}.{found.group(2)}") if found else None
 
 
 class QueryError(ValueError):
@@ -32,6 +56,7 @@ class OfferFilter:
     direct_ssh: bool = False
     exclude_machine_ids: tuple[int, ...] = ()
     query: str | None = None
+    image: str | None = None  # the image to run: without min_cuda, hosts whose driver cannot start it are left out
 
     def to_query(self) -> dict:
         """The filter dict sent as the body of `POST /bundles/` (without defaults, order and type)."""
@@ -46,8 +71,9 @@ class OfferFilter:
             words.append(f"dph_total<={float(self.max_dph)}")
         if self.min_disk is not None:
             words.append(f"disk_space>={float(self.min_disk)}")
-        if self.min_cuda is not None:
-            words.append(f"cuda_max_good>={float(self.min_cuda)}")
+        min_cuda = self.min_cuda if self.min_cuda is not None else min_cuda_for_image(self.image)
+        if min_cuda is not None:
+            words.append(f"cuda_max_good>={float(min_cuda)}")
         if self.min_gpu_ram_gb is not None:
             words.append(f"gpu_ram>={float(self.min_gpu_ram_gb)}")
         if self.geolocation:

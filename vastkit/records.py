@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 # actual_status values, as SkyPilot groups them: pending ones may still reach running, failed ones never will.
@@ -10,6 +10,19 @@ PENDING_STATUSES = frozenset({None, "created", "loading", "scheduling", "restart
 RUNNING_STATUS = "running"
 STOPPED_STATUSES = frozenset({"stopped", "frozen"})
 FAILED_STATUSES = frozenset({"exited", "offline", "unknown"})
+# The create-time env entries this project sets to recognise its own instances (`VASTKIT_OWNER`, the create
+# token `VASTKIT_CREATE`): kept from `extra_env`, which is otherwise dropped because it may hold user values.
+TAG_PREFIX = "VASTKIT_"
+
+
+def _tags(extra_env: Any) -> dict[str, str]:
+    """The `VASTKIT_*` entries of `extra_env`: `[[k, v], ...]` on the wire, `{k: v}` after the CLI."""
+    pairs = extra_env.items() if isinstance(extra_env, dict) else extra_env if isinstance(extra_env, list) else []
+    tags = {}
+    for pair in pairs:
+        if isinstance(pair, (list, tuple)) and len(pair) == 2 and str(pair[0]).startswith(TAG_PREFIX):
+            tags[str(pair[0])] = str(pair[1])
+    return tags
 
 
 def _num(value: Any, cast=float):
@@ -88,7 +101,11 @@ class Instance:
     start_date: float | None
     is_bid: bool
     gpu_util: float | None = None
+    tags: dict = field(default_factory=dict, compare=False)
     raw: dict = field(default_factory=dict, repr=False, compare=False)
+    next_state: str | None = None
+    # The SSH address a login actually worked on (`with_ssh`); `to_dict()["ssh"]` then names it.
+    ssh_reached: tuple | None = field(default=None, compare=False)
 
     @classmethod
     def from_api(cls, row: dict) -> Instance:
@@ -115,7 +132,9 @@ class Instance:
             start_date=_num(row.get("start_date")),
             is_bid=bool(row.get("is_bid")),
             gpu_util=_num(row.get("gpu_util")),
+            tags=_tags(row.get("extra_env")),
             raw={k: v for k, v in row.items() if k not in ("extra_env", "onstart", "jupyter_token")},
+            next_state=row.get("next_state"),
         )
 
     @property
@@ -134,15 +153,35 @@ class Instance:
     def is_stopped(self) -> bool:
         return self.actual_status in STOPPED_STATUSES or self.intended_status == "stopped"
 
-    def ssh_address(self, prefer_direct: bool = True) -> tuple[str, int] | None:
-        """(host, port) to SSH to: the direct port when the machine has one (faster), else Vast's proxy."""
+    @property
+    def is_outbid(self) -> bool:
+        """Vast's signal for an interruptible that lost its bid (a user's stop reads the same): stopped, meant
+        to stay stopped, and headed nowhere else."""
+        return self.cur_state == self.intended_status == self.next_state == "stopped"
+
+    def ssh_addresses(self, prefer_direct: bool = True) -> list[tuple[str, int]]:
+        """Every (host, port) to try, best first: the direct port when the machine has one (faster, but
+        blocked on some hosts), then Vast's proxy (works everywhere)."""
         direct = (self.public_ipaddr, self.direct_ssh_port) if self.public_ipaddr and self.direct_ssh_port else None
         proxy = (self.ssh_host, self.ssh_port) if self.ssh_host and self.ssh_port else None
-        return (direct or proxy) if prefer_direct else (proxy or direct)
+        ordered = [direct, proxy] if prefer_direct else [proxy, direct]
+        return list(dict.fromkeys(a for a in ordered if a is not None))
+
+    def ssh_address(self, prefer_direct: bool = True) -> tuple[str, int] | None:
+        """(host, port) to SSH to: the one a login worked on, else the first of `ssh_addresses`."""
+        if self.ssh_reached is not None:
+            return self.ssh_reached
+        addresses = self.ssh_addresses(prefer_direct)
+        return addresses[0] if addresses else None
+
+    def with_ssh(self, host: str, port: int) -> Instance:
+        """This record, naming (host, port) as its SSH address: the one a login was seen to work on."""
+        return replace(self, ssh_reached=(host, int(port)))
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data.pop("raw")
+        data.pop("ssh_reached")
         address = self.ssh_address()
         data["ssh"] = {"host": address[0], "port": address[1], "user": "root"} if address else None
         return data
