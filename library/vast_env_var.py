@@ -11,7 +11,14 @@ description:
   - Creates, updates or deletes account env-vars, which Vast injects into every instance the account
     launches. This is where C(WANDB_API_KEY), C(B2_APP_KEY) and friends live, so that no secret is ever
     written to an onstart script, a template or a task argument of the instance.
-  - Idempotent, as nothing is written when the stored value is already equal.
+  - Vast masks every value on read (C(********)), so equality cannot be read back. The module keeps, per API
+    and key, an HMAC of each value it stored (keyed with the API key) under C(~/.cache/vastkit/env-vars/):
+    a value whose HMAC matches is V(unchanged) and not written; one never stored from this controller is
+    written and reported V(updated). A change made elsewhere (web console, another machine) is not seen; use
+    O(force) to write every value anyway.
+  - Values are stored so that they fit Vast's documented value pattern C(^[a-zA-Z0-9_\-\.]+$):
+    C(B2_S3_ENDPOINT=https://host) is stored as the bare host (the instance adds C(https://) back). Another
+    value outside the pattern is sent as it is, with a warning naming the variable; the API may refuse it.
   - Either one O(name) with its O(value), or several O(names) whose values the module reads itself, on the
     controller, from O(env_file) or else its own environment. That way the values never become Ansible
     variables, so no verbosity level or callback can print them.
@@ -40,10 +47,14 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  force:
+    description: Write every value even when this controller's record says it is already stored.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - vast
 notes:
-  - If the API ever returns masked values, equality cannot be checked and the value is written again.
+  - The record holds HMACs, never values; deleting it only means the next run writes every value once.
 """
 
 EXAMPLES = r"""
@@ -102,6 +113,11 @@ import shlex
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.vast_common import VastAPIError, VastModuleContext, vast_argument_spec
 
+try:
+    from vastkit.envvars import ValueRecord, default_record_dir, stored_value, value_problem
+except ImportError:  # VastModuleContext reports the missing package
+    ValueRecord = default_record_dir = stored_value = value_problem = None
+
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -130,6 +146,14 @@ def is_masked(value: str) -> bool:
     return bool(value) and set(value) == {"*"}
 
 
+class _NoRecord:
+    def matches(self, name, value):
+        return False
+
+    def remember(self, name, value):
+        pass
+
+
 def main():
     module = AnsibleModule(
         argument_spec=vast_argument_spec(
@@ -138,6 +162,7 @@ def main():
             names=dict(type="list", elements="str"),
             env_file=dict(type="path"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
+            force=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
         required_one_of=[("name", "names")],
@@ -173,10 +198,17 @@ def main():
                                      f"was written", **result)
 
     ctx = VastModuleContext(module)
+    wanted = {name: stored_value(name, value) for name, value in wanted.items()}
+    for name, value in wanted.items():
+        problem = value_problem(name, value)
+        if problem:
+            module.warn(problem)
+    settings = ctx.api.settings
+    record = ValueRecord(default_record_dir(), settings.identity, settings.api_key)
     try:
         stored = ctx.api.env_vars()
         for name in names:
-            outcome = decide(name, wanted.get(name), stored, p["state"])
+            outcome = decide(name, wanted.get(name), stored, p["state"], _NoRecord() if p["force"] else record)
             result["outcomes"][name] = outcome
             if outcome in ("created", "updated"):
                 result[outcome].append(name)
@@ -190,20 +222,22 @@ def main():
                 ctx.api.update_env_var(name, wanted[name])
             elif outcome == "deleted":
                 ctx.api.delete_env_var(name)
+            record.remember(name, wanted.get(name) if outcome != "deleted" else None)
     except VastAPIError as exc:
         ctx.fail_api(exc, "account env-var change failed", **result)
     result["changed"] = any(o in ("created", "updated", "deleted") for o in result["outcomes"].values())
     module.exit_json(**result)
 
 
-def decide(name: str, value, stored: dict, state: str) -> str:
+def decide(name: str, value, stored: dict, state: str, record=None) -> str:
+    """What to do for `name`: the API's names (and, where it shows them, values) and our record of values."""
     if state == "absent":
         return "deleted" if name in stored else "absent"
     if name not in stored:
         return "created"
-    if stored[name] == value and not is_masked(stored[name]):
-        return "unchanged"
-    return "updated"
+    if is_masked(stored[name]):
+        return "unchanged" if record is not None and record.matches(name, value) else "updated"
+    return "unchanged" if stored[name] == value else "updated"
 
 
 if __name__ == "__main__":
