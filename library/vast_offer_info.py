@@ -18,6 +18,13 @@ options:
     description: Most offers to return.
     type: int
     default: 10
+  image:
+    description:
+      - The image the offer is for. Without O(min_cuda), only hosts whose driver can start it match
+        (C(cuda_max_good) of at least the CUDA its tag names; 12.6 for C(vastai/pytorch:@vastai-automatic-tag),
+        the oldest build that tag resolves to). On a host below, the instance stays C(created) with
+        "OCI runtime create failed".
+    type: str
 extends_documentation_fragment:
   - vast
   - vast.search
@@ -31,6 +38,11 @@ EXAMPLES = r"""
     min_reliability: 0.98
     limit: 5
   register: found
+
+- name: Offers whose driver can run the automatic-tag PyTorch image (cuda_max_good >= 12.6)
+  vast_offer_info:
+    gpu_name: RTX_4090
+    image: "vastai/pytorch:@vastai-automatic-tag"
 
 - name: Same with the Vast query language, most reliable first
   vast_offer_info:
@@ -88,7 +100,8 @@ from ansible.module_utils.vast_common import (
 
 def main():
     module = AnsibleModule(
-        argument_spec=vast_argument_spec(limit=dict(type="int", default=10), **search_argument_spec()),
+        argument_spec=vast_argument_spec(limit=dict(type="int", default=10), image=dict(type="str"),
+                                         **search_argument_spec()),
         supports_check_mode=True,
     )
     ctx = VastModuleContext(module)
@@ -96,7 +109,7 @@ def main():
     check_disk(module, params["disk"])
     if params["limit"] < 1:
         module.fail_json(msg=f"limit={params['limit']}: must be at least 1")
-    result = dict(changed=False, query=describe_search(params))
+    result = dict(changed=False, query=describe_search(params) + (f" image={params['image']}" if params["image"] else ""))
     try:
         problem = unknown_gpu_message(ctx.api, params["gpu_name"])
         if problem:

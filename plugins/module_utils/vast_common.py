@@ -107,6 +107,7 @@ def offer_filter(params: dict, *, exclude_machine_ids=(), min_disk: float | None
         direct_ssh=bool(params.get("direct_ssh")),
         exclude_machine_ids=tuple(sorted(int(m) for m in exclude_machine_ids)),
         query=params.get("query"),
+        image=params.get("image"),  # without min_cuda: only hosts whose driver can start the image
     )
 
 
