@@ -19,9 +19,26 @@ description:
     attempt created, verifies the destroy, excludes that machine and tries the next offer, up to
     O(max_attempts). If a destroy cannot be verified it stops and says so, because a retry could create a
     duplicate paid instance.
-  - After a create that failed with a server error or a timeout, the label is looked up before anything is
-    retried, because the create may have happened.
-  - A stopped instance and O(state=running) (a preempted run relaunched) is started; if it does not come
+  - Any error after a create (an unexpected exception included) destroys that attempt's instance before the
+    module fails, and the failure still reports RV(created_ids) and RV(terminated_ids).
+  - B(Interrupts.) SIGINT, SIGTERM or SIGHUP (Ctrl-C of C(ansible-playbook) reaches the module process
+    through its worker), or the death of the C(ansible-playbook) process, while the module waits; it
+    destroys what this call created, verifies it is gone, and fails with C(INTERRUPTED).
+  - B(Journal.) Before each create the module writes a local journal entry (C(~/.cache/vastkit/journal),
+    or C($VASTKIT_STATE_DIR)) and removes it once the instance is returned or destroyed; every create carries
+    the marker C(VASTKIT_OWNER) and a unique create token in its environment. A later call for the same label
+    (and M(vast_journal)) destroys what a controller killed mid-launch left, and only that.
+  - After a create that failed with a server error or a timeout (120 s), its create token is looked up for
+    O(create_lookup_window) seconds before anything else is rented, because the create may have happened.
+    Instances of the label that this call created beyond the one it returns are destroyed at the end.
+  - B(One launch per label.) A local lock keeps two calls for one label on this machine apart (the second
+    fails at once, naming the first). Across machines the lowest instance id of the label wins, and the
+    other call destroys its own instance and fails.
+  - An instance that disappears while the module waits for it was torn down by someone, so the module fails
+    instead of renting a replacement.
+  - A 429 or 5xx answer while waiting is not counted against the instance; the wait goes on.
+  - A stopped instance (an outbid interruptible one included, even when it reports C(exited)) and
+    O(state=running) (a preempted run relaunched) is started; if it does not come
     back within O(loading_timeout) it is destroyed and a new instance is created in its place.
   - In check mode nothing is written to the API; the result's RV(plan) says what would happen, with the
     chosen offer and its price, and the O(env) names with their values masked.
@@ -58,9 +75,12 @@ options:
         (at least O(gpu_name)); without them a failed first attempt is final.
     type: int
   image:
-    description: Docker image of a new instance.
+    description:
+      - Docker image of a new instance. The default is Vast's automatic tag, which resolves to the newest CUDA
+        build the host's driver supports; the search leaves out hosts whose driver cannot start the image
+        (C(cuda_max_good) below the CUDA its tag names, 12.6 for the automatic tag) unless O(min_cuda) is given.
     type: str
-    default: vastai/pytorch
+    default: "vastai/pytorch:@vastai-automatic-tag"
   env:
     description:
       - Environment of a new instance, possibly secret. Values are C(no_log) and masked in the plan.
@@ -113,6 +133,12 @@ options:
     description: Most create attempts (offers tried) per label.
     type: int
     default: 3
+  create_lookup_window:
+    description:
+      - Seconds to look for the instance of a create that answered with a server error or a timeout (it may
+        have been created) before trying another offer.
+    type: float
+    default: 60
 extends_documentation_fragment:
   - vast
   - vast.search
@@ -193,18 +219,32 @@ instance_ids:
   elements: int
 changed_ids:
   description: Ids of instances created, started or stopped by this call.
-  returned: always
+  returned: always, also on failure
   type: list
   elements: int
+created_ids:
+  description: Ids of instances created by this call (the ones a later failure of the run may destroy).
+  returned: always, also on failure
+  type: list
+  elements: int
+recovered:
+  description:
+    - What the local journal named for this label (creates a killed launch never handed over) and what
+      became of each (C(destroyed), C(already_gone), C(pending), C(destroy_failed)).
+  returned: always
+  type: list
+  elements: dict
 terminated_ids:
   description: Ids of instances destroyed by this call (failover cleanup included).
-  returned: always
+  returned: always, also on failure
   type: list
   elements: int
 attempts:
   description:
     - What happened on each try, in order. C(outcome) is one of C(running), C(created), C(offer_gone),
-      C(stuck_loading), C(ssh), C(ssh_auth) (the key was refused; no further attempt), C(failed), C(gone), C(error); C(destroyed) tells whether the instance of
+      C(stuck_loading), C(ssh), C(ssh_auth) (the key was refused; no further attempt), C(failed), C(stopped),
+      C(gone) (torn down meanwhile; no further attempt), C(api_unavailable), C(api_error), C(lost_tie)
+      (another launch of the label won), C(interrupted), C(error); C(destroyed) tells whether the instance of
       that attempt was destroyed.
   returned: always
   type: list
@@ -227,6 +267,7 @@ plan:
 """
 
 import re
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
@@ -245,13 +286,25 @@ from ansible.module_utils.vast_common import (
     vast_argument_spec,
 )
 from ansible.module_utils.vast_provisioner import (
+    FAILED,
+    OWNER_ENV,
+    OWNER_VALUE,
+    STOPPED,
+    Cancel,
     CleanupFailed,
     CreateSpec,
+    Interrupted,
+    Journal,
     Outcome,
     Provisioner,
     ProvisionError,
+    RunBusy,
+    RunLock,
     WaitSpec,
     is_gone,
+    phase,
+    recover,
+    signals_trip,
 )
 
 MASK = "********"
@@ -260,11 +313,14 @@ MASK = "********"
 class InstanceManager:
     """The module's work for one call: dispatch on `state`, per label."""
 
-    def __init__(self, module, ctx: VastModuleContext):
+    def __init__(self, module, ctx: VastModuleContext, cancel: Cancel):
         self.module = module
         self.ctx = ctx
         self.params = module.params
         self.check = module.check_mode
+        self.cancel = cancel
+        self.outcomes: list[Outcome] = []  # every label's, as they go: a failure still reports them
+        self.recovered: list[dict] = []
 
     # -- entry points ----------------------------------------------------------------------------------
 
@@ -285,7 +341,7 @@ class InstanceManager:
         pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)$")
         extras = [i for i in self.ctx.api.list_instances(label_prefix=f"{prefix}-")
                   if (m := pattern.match(i.label or "")) and int(m.group(1)) > count and not is_gone(i)]
-        trimmed = Outcome(instance=None)
+        trimmed = self.new_outcome()
         plans = []
         for extra in extras:
             if self.check:
@@ -300,17 +356,43 @@ class InstanceManager:
                 results = list(pool.map(lambda lb: self.ensure(self.ctx.new_client(), lb), labels))
         plans.extend(plan for _, plan in results if plan)
         outcomes = [outcome for outcome, _ in results]
-        report = self.report(outcomes, plans)
-        report["terminated_ids"] = trimmed.terminated_ids + report["terminated_ids"]
+        report = self.report(outcomes, plans)  # the trimmed ones are among the terminated_ids
         report["changed"] = report["changed"] or bool(extras)
         return report
 
     # -- one label ---------------------------------------------------------------------------------------
 
+    def new_outcome(self) -> Outcome:
+        outcome = Outcome(instance=None)
+        self.outcomes.append(outcome)
+        return outcome
+
     def ensure(self, api, label: str):
         """(Outcome, plan or None) for one label in the wanted state."""
         state = self.params["state"]
-        outcome = Outcome(instance=None)
+        if state in ("present", "running") and not self.check:
+            # One launch per label on this machine; the lock also proves a journal of this label is a dead one's.
+            with RunLock(label, api.settings.url):
+                self.recover(api, label)
+                return self._ensure(api, label, state)
+        return self._ensure(api, label, state)
+
+    def recover(self, api, label: str) -> None:
+        """Destroy what a killed launch of this label left (its journal; we hold the label's lock)."""
+        outcome = self.new_outcome()
+        found = recover(api, Journal(label, api.settings.url), self.provisioner(api, None, label).destroy_verified)
+        for item in found:
+            self.recovered.append(item.to_dict())
+            if item.outcome == "destroyed":
+                outcome.terminated_ids.append(item.instance_id)
+        failed = [item for item in found if item.outcome == "destroy_failed"]
+        if failed:
+            raise CleanupFailed(
+                f"instance {failed[0].instance_id}, created by an earlier launch of {label!r} that was killed before "
+                f"handing it over, could not be destroyed: {failed[0].detail}", [])
+
+    def _ensure(self, api, label: str, state: str):
+        outcome = self.new_outcome()
         existing = [i for i in api.list_instances(label=label) if not is_gone(i)]
         if state == "absent":
             return self.absent(api, existing, outcome, label)
@@ -324,7 +406,7 @@ class InstanceManager:
         return self.present(api, current, outcome, label)
 
     def by_id(self, api, instance_id: int):
-        outcome = Outcome(instance=None)
+        outcome = self.new_outcome()
         current = api.get_instance(instance_id)
         current = None if is_gone(current) else current
         state = self.params["state"]
@@ -334,7 +416,7 @@ class InstanceManager:
             self.module.fail_json(msg=f"instance {instance_id} does not exist; to create one, give a label")
         if state == "stopped":
             return self.stopped(api, current, outcome, current.label)
-        if current.is_failed:
+        if phase(current) == FAILED:
             self.module.fail_json(msg=f"instance {instance_id} is {current.actual_status} and will not recover; "
                                       f"destroy it (state=absent) or manage it by label to have it replaced")
         return self.present(api, current, outcome, current.label)
@@ -352,7 +434,7 @@ class InstanceManager:
         if current is None:
             return outcome, (dict(label=label, action="none", reason="no such instance") if self.check else None)
         outcome.instance = current
-        if current.is_stopped or current.is_failed:
+        if phase(current) in (STOPPED, FAILED):
             return outcome, (dict(label=label, action="none", instance_id=current.id) if self.check else None)
         if self.check:
             return outcome, dict(label=label, action="stop", instance_id=current.id)
@@ -362,8 +444,10 @@ class InstanceManager:
         return outcome, None
 
     def present(self, api, current, outcome: Outcome, label):
-        provisioner = self.provisioner(api, current)
-        if current is not None and current.is_failed:
+        provisioner = self.provisioner(api, current, label)
+        # Stopped before failed: an outbid or stopped instance that reports `exited` is started, not replaced.
+        state = phase(current) if current is not None else None
+        if state == FAILED:
             if self.check:
                 return outcome, self.create_plan(api, label, replaces=current)
             self.destroy(api, current, outcome, provisioner)
@@ -372,7 +456,7 @@ class InstanceManager:
             if self.check:
                 return outcome, self.create_plan(api, label)
             return provisioner.launch(self.create_spec(label), offer_id=self.params["offer_id"], outcome=outcome), None
-        if current.is_stopped:
+        if state == STOPPED:
             if self.params["state"] == "present":
                 outcome.instance = current
                 return outcome, (dict(label=label, action="none", instance_id=current.id) if self.check else None)
@@ -393,10 +477,11 @@ class InstanceManager:
 
     # -- helpers -------------------------------------------------------------------------------------------
 
-    def provisioner(self, api, current) -> Provisioner:
+    def provisioner(self, api, current, label: str | None) -> Provisioner:
         p = self.params
         wait = WaitSpec(wait=p["wait"], loading_timeout=p["loading_timeout"], wait_timeout=p["wait_timeout"],
-                        poll=p["poll_interval"], ssh_key_file=p["ssh_key_file"])
+                        poll=p["poll_interval"], ssh_key_file=p["ssh_key_file"],
+                        lookup_window=p["create_lookup_window"])
         fallback = {}
         if not any(p.get(k) not in (None, [], "") for k in SEARCH_KEYS) and current is not None:
             # Replacing a known instance without search options: same GPU model and count.
@@ -414,7 +499,9 @@ class InstanceManager:
                 raise ProvisionError(no_offer_message(api, dict(p, **fallback)), [])
             return offers
 
-        return Provisioner(api, wait, search=search, max_attempts=p["max_attempts"])
+        journal = Journal(label, api.settings.url) if label and not self.check else None
+        return Provisioner(api, wait, search=search, max_attempts=p["max_attempts"], journal=journal,
+                           cancel=self.cancel)
 
     def create_spec(self, label: str) -> CreateSpec:
         p = self.params
@@ -448,14 +535,15 @@ class InstanceManager:
             alternatives=[dict(id=o["id"], gpu_name=o["gpu_name"], dph_total=o["dph_total"]) for o in alternatives],
             image=p["image"], disk=p["disk"], runtype=p["runtype"], onstart=p["onstart"],
             interruptible=bool(p["bid_price"]), bid_price=p["bid_price"],
-            env={**{k: str(v) for k, v in p["public_env"].items()}, **{k: MASK for k in p["env"]}},
+            env={**{k: str(v) for k, v in p["public_env"].items()}, **{k: MASK for k in p["env"]},
+                 OWNER_ENV: OWNER_VALUE},
         )
         if replaces is not None:
             plan.update(action="replace", replaces=dict(id=replaces.id, status=replaces.actual_status))
         return plan
 
     def destroy(self, api, instance, outcome: Outcome, provisioner: Provisioner | None = None) -> None:
-        provisioner = provisioner or self.provisioner(api, None)
+        provisioner = provisioner or self.provisioner(api, None, None)
         try:
             if provisioner.destroy_verified(instance.id):
                 outcome.terminated_ids.append(instance.id)
@@ -463,17 +551,27 @@ class InstanceManager:
             raise CleanupFailed(f"instance {instance.id} ({instance.label}) could not be destroyed and verified "
                                 f"gone: {exc}", outcome.attempts, api_error=exc.as_dict()) from None
 
+    def so_far(self) -> dict:
+        """What every label's work has done up to now: reported on success and on any failure alike."""
+        outcomes = list(self.outcomes)
+        return dict(
+            changed_ids=[i for o in outcomes for i in o.changed_ids],
+            created_ids=[i for o in outcomes for i in o.created_ids],
+            terminated_ids=[i for o in outcomes for i in o.terminated_ids],
+            attempts=[a.to_dict() for o in outcomes for a in o.attempts],
+            recovered=list(self.recovered),
+        )
+
     def report(self, outcomes: list, plans: list) -> dict:
         instances = [instance_facts(o.instance) for o in outcomes if o.instance is not None]
+        done = self.so_far()
         result = dict(
-            changed=any(o.changed_ids or o.terminated_ids for o in outcomes) or any(
+            changed=bool(done["changed_ids"] or done["terminated_ids"]) or any(
                 pl.get("action") not in (None, "none") for pl in plans),
             instances=instances,
             instance_ids=[i["id"] for i in instances],
-            changed_ids=[i for o in outcomes for i in o.changed_ids],
-            terminated_ids=[i for o in outcomes for i in o.terminated_ids],
-            attempts=[a.to_dict() for o in outcomes for a in o.attempts],
             cost_per_hour=round(sum(i["dph_total"] or 0.0 for i in instances if i["actual_status"] != "stopped"), 4),
+            **done,
         )
         if len(outcomes) == 1 and instances and self.params["exact_count"] is None:
             result["instance"] = instances[0]
@@ -500,7 +598,7 @@ def main():
         instance_id=dict(type="int"),
         exact_count=dict(type="int"),
         offer_id=dict(type="int"),
-        image=dict(type="str", default="vastai/pytorch"),
+        image=dict(type="str", default="vastai/pytorch:@vastai-automatic-tag"),
         env=dict(type="dict", default={}, no_log=True),
         public_env=dict(type="dict", default={}),
         onstart=dict(type="str"),
@@ -512,6 +610,7 @@ def main():
         poll_interval=dict(type="float", default=5),
         ssh_key_file=dict(type="path"),
         max_attempts=dict(type="int", default=3),
+        create_lookup_window=dict(type="float", default=60),
         **search_argument_spec(),
     )
     module = AnsibleModule(
@@ -536,18 +635,32 @@ def main():
         module.fail_json(msg=f"env and public_env both set {', '.join(sorted(overlap))}; give each name once")
 
     ctx = VastModuleContext(module)
-    manager = InstanceManager(module, ctx)
+    # A Ctrl-C, SIGTERM or a dead ansible-playbook while we wait: the provisioner destroys what it created.
+    cancel = Cancel(watch_controller=not module.check_mode)
+    manager = InstanceManager(module, ctx, cancel)
     try:
-        result = manager.run()
+        with signals_trip(cancel):
+            result = manager.run()
+    except Interrupted as exc:
+        cancel.trip(exc.why)  # threads (exact_count) clean up at their next poll; the pool waits for them
+        done = manager.so_far()
+        left = sorted(set(done["created_ids"]) - set(done["terminated_ids"]))
+        module.fail_json(msg=f"INTERRUPTED ({exc.why}) while waiting: destroyed what this launch created "
+                             f"({', '.join(map(str, done['terminated_ids'])) or 'nothing yet created'}, verified gone)"
+                             + (f"; NOT verified gone: {left}" if left else ""), interrupted=True, **done)
+    except RunBusy as exc:
+        module.fail_json(msg=str(exc), **manager.so_far())
     except CleanupFailed as exc:
-        module.fail_json(msg=f"CLEANUP FAILED, NOT RETRYING: {exc}", attempts=[a.to_dict() for a in exc.attempts],
-                         api_error=exc.api_error)
+        module.fail_json(msg=f"CLEANUP FAILED, NOT RETRYING: {exc}", api_error=exc.api_error, **manager.so_far())
     except ProvisionError as exc:
-        module.fail_json(msg=str(exc), attempts=[a.to_dict() for a in exc.attempts], api_error=exc.api_error)
+        module.fail_json(msg=str(exc), api_error=exc.api_error, **manager.so_far())
     except QueryError as exc:
-        ctx.fail_query(exc)
+        ctx.fail_query(exc, **manager.so_far())
     except VastAPIError as exc:
-        ctx.fail_api(exc, "Vast API call failed")
+        ctx.fail_api(exc, "Vast API call failed", **manager.so_far())
+    except Exception as exc:  # a bug or an odd row: still say what exists (the provisioner destroyed its own)
+        module.fail_json(msg=f"unexpected {type(exc).__name__}: {exc}", exception=traceback.format_exc(),
+                         **manager.so_far())
     module.exit_json(**result)
 
 

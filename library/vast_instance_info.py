@@ -8,7 +8,13 @@ DOCUMENTATION = r"""
 module: vast_instance_info
 short_description: List or show Vast.ai instances
 description:
-  - Shows one instance by id, or lists the account's instances filtered by label, label prefix, status and age.
+  - Shows one instance by id, or lists the account's instances filtered by run, label, label prefix, owner,
+    status and age.
+  - An empty O(run), O(label), O(label_prefix) or O(older_than) is an error (before any API call), because an
+    unset shell variable must never select everything. Unlabelled instances never match a run, label or prefix.
+  - With O(probes), each instance also gets the reaper's verdict (RV(instances[].reaper)), which reaps when its
+    heartbeat is older than O(stale_after), when it has had no supervisor heartbeat or no SSH answer for
+    O(stale_after) since it was created, or when it has not been running for that long. Age alone never reaps.
   - Read-only; safe in check mode.
 version_added: "0.1.0"
 author: universal_simulator
@@ -16,6 +22,10 @@ options:
   instance_id:
     description: Show only this instance.
     type: int
+  run:
+    description:
+      - Only the run's instance and its fleet's, that is labels C(<run>) and C(<run>-<N>).
+    type: str
   label:
     description: Only instances with exactly this label (a run name).
     type: str
@@ -34,8 +44,24 @@ options:
   older_than:
     description:
       - Only instances created longer ago than this, as a number and a unit C(s), C(m), C(h) or C(d),
-        for example C(6h). For reaping forgotten runs.
+        for example C(6h). It only narrows; on its own it says nothing about a run's health.
     type: str
+  owned_only:
+    description:
+      - Only instances this project created, recognised by the C(VASTKIT_OWNER) marker every create of
+        M(vast_instance) sets (the API returns it in the instance's C(extra_env)), never by label.
+    type: bool
+    default: false
+  probes:
+    description:
+      - What reading each running instance over SSH found, by instance id (as a string)
+        C({reached, heartbeat, error}), where C(heartbeat) is the text of its C(heartbeat.json) or null. Turns
+        on the reaper's verdict. An instance missing here was not probed and is left alone.
+    type: dict
+  stale_after:
+    description: For the verdict, how old a heartbeat (or an instance without one) may be, for example C(15m).
+    type: str
+    default: 15m
 extends_documentation_fragment:
   - vast
 """
@@ -71,6 +97,13 @@ instances:
       cost_estimate: 0.54
       ssh: {host: 203.0.113.11, port: 40022, user: root}
       ssh_command: ssh -p 40022 root@203.0.113.11
+      tags: {VASTKIT_OWNER: universal_simulator}
+      reaper: {reap: false, reason: "healthy: heartbeat 12 s ago"}
+reap_ids:
+  description: With O(probes), the ids the reaper's verdict takes.
+  returned: when probes was given
+  type: list
+  elements: int
 instance:
   description: The instance, when O(instance_id) was given and it exists.
   returned: when instance_id was given and found
@@ -85,7 +118,6 @@ cost_per_hour:
   type: float
 """
 
-import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -96,15 +128,11 @@ from ansible.module_utils.vast_common import (
     vast_argument_spec,
 )
 
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_age(text: str) -> float:
-    """'6h' -> 21600.0 seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
-    if not match:
-        raise ValueError(f"older_than={text!r}: expected a number and a unit s, m, h or d, for example 6h or 90m")
-    return float(match.group(1)) * UNITS[match.group(2)]
+try:
+    from vastkit.failover import is_owned
+    from vastkit.selection import Probe, empty_selector_error, of_run, parse_age, reaper_verdict
+except ImportError:  # VastModuleContext reports the missing package
+    is_owned = Probe = empty_selector_error = of_run = parse_age = reaper_verdict = None
 
 
 def container_log(api, instance_id: int, tail: int) -> str:
@@ -119,21 +147,31 @@ def main():
     module = AnsibleModule(
         argument_spec=vast_argument_spec(
             instance_id=dict(type="int"),
+            run=dict(type="str"),
             label=dict(type="str"),
             label_prefix=dict(type="str"),
             status=dict(type="list", elements="str"),
             older_than=dict(type="str"),
             log_tail=dict(type="int"),
+            owned_only=dict(type="bool", default=False),
+            probes=dict(type="dict"),
+            stale_after=dict(type="str", default="15m"),
         ),
         supports_check_mode=True,
-        mutually_exclusive=[("instance_id", "label"), ("instance_id", "label_prefix")],
+        mutually_exclusive=[("instance_id", "label"), ("instance_id", "label_prefix"), ("instance_id", "run"),
+                            ("run", "label")],
     )
     p = module.params
+    ctx = VastModuleContext(module)  # before the checks: they use vastkit; it makes no API call itself
+    for name in ("run", "label", "label_prefix", "older_than", "stale_after"):
+        problem = empty_selector_error(name, p[name])
+        if problem:
+            module.fail_json(msg=f"{problem}. Nothing was selected.")
     try:
         min_age = parse_age(p["older_than"]) if p["older_than"] else None
+        stale_after = parse_age(p["stale_after"], "stale_after")
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    ctx = VastModuleContext(module)
     result = dict(changed=False)
     now = time.time()
     try:
@@ -141,14 +179,28 @@ def main():
             found = ctx.api.get_instance(p["instance_id"])
             rows = [found] if found is not None else []
         else:
-            rows = ctx.api.list_instances(label=p["label"], label_prefix=p["label_prefix"], statuses=p["status"])
+            rows = ctx.api.list_instances(label=p["label"], label_prefix=p["label_prefix"] or p["run"],
+                                          statuses=p["status"])
     except VastAPIError as exc:
         ctx.fail_api(exc, "listing instances failed")
+    if p["run"] is not None:
+        rows = [i for i in rows if of_run(i, p["run"])]
+    if p["label_prefix"] is not None:
+        rows = [i for i in rows if i.label]  # an unlabelled instance matches no prefix
+    if p["owned_only"]:
+        rows = [i for i in rows if is_owned(i)]
     if p["status"]:
         rows = [i for i in rows if i.actual_status in p["status"]]
     if min_age is not None:
         rows = [i for i in rows if i.start_date and now - i.start_date >= min_age]
-    instances = [instance_facts(i, now) for i in sorted(rows, key=lambda i: i.id)]
+    rows = sorted(rows, key=lambda i: i.id)
+    instances = [instance_facts(i, now) for i in rows]
+    if p["probes"] is not None:
+        probes = {str(k): v for k, v in p["probes"].items()}
+        for inst, facts in zip(rows, instances, strict=True):
+            probe = Probe.from_dict(probes.get(str(inst.id)))
+            facts["reaper"] = reaper_verdict(inst, probe, now=now, stale_after=stale_after).to_dict()
+        result["reap_ids"] = [f["id"] for f in instances if f["reaper"]["reap"]]
     result["instances"] = instances
     result["cost_per_hour"] = round(sum(i["dph_total"] or 0.0 for i in instances
                                         if i["actual_status"] not in ("stopped", "exited")), 4)

@@ -14,7 +14,7 @@ from ctl_support import creates_since, instances, last_seq
 from vast_emulator.testing import make_ssh_keypair
 
 MODULES = ("vast_offer_info", "vast_instance", "vast_instance_info", "vast_env_var", "vast_env_var_info",
-           "vast_ssh_key")
+           "vast_ssh_key", "vast_journal")
 
 
 def modules(ansible, *steps, flags: tuple = ()):
@@ -174,7 +174,8 @@ def test_create_answered_with_a_server_error_is_looked_up_before_retrying(ansibl
     emulator.set_faults({"kind": "http_error", "status": 502, "method": "PUT", "path": "/api/v0/asks/", "count": 1})
     seq = last_seq(emulator)
     rc, done, out = module(ansible, "vast_instance", {"label": "ctl-502", "state": "running", "disk": 16,
-                                                      "min_reliability": 0.9, "poll_interval": 0.5})
+                                                      "min_reliability": 0.9, "poll_interval": 0.5,
+                                                      "create_lookup_window": 2})
     assert rc == 0, out
     assert [a["outcome"] for a in done["attempts"]] == ["error", "running"]
     assert "no instance with the label appeared" in done["attempts"][0]["detail"]
