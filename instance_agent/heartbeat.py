@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,6 +68,7 @@ class Heartbeat:
     ending_reason: str | None = None
     ending_attempts: int = 0
     ending_error: str | None = None
+    updated_epoch: float | None = None  # updated_at as epoch seconds: status.yml flags a stale heartbeat by it
 
     @property
     def is_final(self) -> bool:
@@ -83,6 +85,7 @@ class Heartbeat:
 
 def write_heartbeat(path: Path, heartbeat: Heartbeat) -> None:
     heartbeat.updated_at = utc_now()
+    heartbeat.updated_epoch = round(time.time(), 3)
     atomic_write_json(path, heartbeat.to_dict())
 
 
