@@ -28,7 +28,9 @@ def test_launch_is_idempotent_and_in_inventory(ansible, emulator):
     assert "ctl-one" in graph.out.split("@config_ctl:", 1)[1].split("@", 1)[0]  # keyed_groups from inventory/vast.yml
     host = json.loads(ansible.run("ansible-inventory", "-i", "inventory/vast.yml", "--host", "ctl-one").out)
     assert host["vast_id"] == rows[0]["id"] and host["ansible_user"] == "root"
-    assert (host["ansible_host"], host["ansible_port"]) == ("127.0.0.1", rows[0]["ssh_port"])
+    # The direct address (public_ipaddr + ports["22/tcp"]); ssh_host:ssh_port is Vast's proxy.
+    direct_port = int(rows[0]["ports"]["22/tcp"][0]["HostPort"])
+    assert (host["ansible_host"], host["ansible_port"]) == (rows[0]["public_ipaddr"], direct_port) == ("127.0.0.1", direct_port)
     assert "UserKnownHostsFile=" in host["ansible_ssh_common_args"] and str(rows[0]["id"]) in host["ansible_ssh_common_args"]
 
     seq = last_seq(emulator)
