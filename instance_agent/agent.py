@@ -48,6 +48,7 @@ class Agent:
         self, *, agent_dir: Path, code_dir: Path, environ: Mapping[str, str],
         api_factory: Callable[[], Any] | None = None, clock: Callable[[], float] = time.time,
         python: str = contract.PYTHON, tick_s: float = 1.0, sync: Callable[[SupervisorPolicy], None] | None = None,
+        viewer: bool = True,
     ):
         self.agent_dir = agent_dir
         self.code_dir = code_dir
@@ -57,6 +58,7 @@ class Agent:
         self.python = python
         self.tick_s = tick_s
         self._sync = sync or self._sync_artifacts
+        self.viewer = viewer  # tmux session `training` (off in unit tests, which run on the host's tmux)
         self.supervisor: subprocess.Popen | None = None
         self._next_attempt = 0.0
         self._stopping = False
@@ -393,6 +395,8 @@ class Agent:
     def _ensure_viewer(self) -> None:
         """tmux session `training` shows the run (`tmux attach -t training`); its Ctrl-C stops the run."""
         tmux = shutil.which("tmux")
+        if not self.viewer:
+            return
         if tmux is None:
             log.warning("tmux is not installed: no session %s", contract.TMUX_SESSION)
             return

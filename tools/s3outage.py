@@ -70,10 +70,12 @@ class OutageProxy:
                     reply = conn.getresponse()
                     data = reply.read()
                     self.send_response(reply.status, reply.reason)
+                    head = self.command == "HEAD"  # no body, but the object's length is the answer
                     for name, value in reply.getheaders():
-                        if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
+                        if name.lower() not in _HOP_BY_HOP and (head or name.lower() != "content-length"):
                             self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(data)))
+                    if not head:
+                        self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     if self.command != "HEAD":
                         self.wfile.write(data)

@@ -96,7 +96,7 @@ def make_agent(tmp_path: Path, s3, *, api: FakeApi, clock=time.time, lease_s: fl
     environ = {**os.environ, **s3.b2_env(), "CONTAINER_ID": "7", "CONTAINER_API_KEY": "k",
                contract.LEASE_ENV: str(lease_s), **env}
     return Agent(agent_dir=agent_dir, code_dir=code_dir, environ=environ, api_factory=lambda: api, clock=clock,
-                 python=sys.executable, tick_s=0.05)
+                 python=sys.executable, tick_s=0.05, viewer=False)
 
 
 def write_policy(tmp_path: Path, mode: str, **over) -> Path:

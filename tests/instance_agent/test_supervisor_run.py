@@ -361,3 +361,25 @@ def test_a_pipeline_killed_by_a_signal_is_restarted_and_resumes(code_dir, s3):
     assert make_supervisor(code_dir, s3, "killed_once").run() == 0
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
     assert (beat.state, beat.pipeline_restarts, beat.exit_code) == ("succeeded", 1, 0)
+
+
+def test_the_outage_proxy_forwards_faithfully_and_fails_one_prefix(tmp_path: Path, s3):
+    """tools.s3outage (the e2e world's bucket endpoint): rclone syncs through it intact; an outage hits one
+    run's prefix only."""
+    import dataclasses
+
+    from instance_agent.artifacts import sync_artifacts
+    from instance_agent.rclone import RcloneError
+    from tools.s3outage import outage_proxy
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.log").write_bytes(os.urandom(300_000))
+    with outage_proxy(s3.endpoint) as proxy:
+        via = dataclasses.replace(s3, endpoint=proxy.endpoint)
+        bucket = Bucket.from_env(via.b2_env())
+        sync_artifacts(bucket, tmp_path, "runs/via-proxy")
+        assert s3.read("runs/via-proxy/logs/a.log") == (tmp_path / "logs" / "a.log").read_bytes()
+        proxy.fail("runs/down/")
+        with pytest.raises(RcloneError):
+            sync_artifacts(bucket, tmp_path, "runs/down", timeout=20)
+        sync_artifacts(bucket, tmp_path, "runs/up")  # other runs are not affected
+        assert proxy.failed_requests > 0 and "runs/up/logs/a.log" in s3.keys("runs/up/")
