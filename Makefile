@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint demo bench bench-train clean
+.PHONY: venv test lint demo bench bench-train chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -30,6 +30,12 @@ bench: venv
 
 bench-train: venv
 	$(PY) -m training.bench
+
+# The safety scenarios (host restart, preemption, kill -9, disk full, B2 and API outages, Ctrl-C, a vanished
+# controller, budgets) against the local world; writes the table in docs/safety.md. CHAOS_ARGS=--slow for
+# real durations (DELETE refused for longer than 300 s).
+chaos: venv
+	$(PY) -m tools.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
