@@ -14,6 +14,9 @@ description:
     reach. If O(private_key_file) is given the module first tries an SSH login with it and attaches only when
     the login is refused, so a repeated run changes nothing; without it the key is attached every time.
   - Keys are compared by type and key material; the comment does not matter.
+  - A team API key cannot register account keys (Vast answers C(team_ssh_keys_not_supported)); the module then
+    registers nothing, warns, returns RV(team_key) true and still attaches to O(instance_id): with a team key
+    the launch key reaches an instance only by attaching it to that instance.
 version_added: "0.1.0"
 author: universal_simulator
 options:
@@ -70,6 +73,10 @@ fingerprint:
   description: The key's type and the last 12 characters of its material, to tell keys apart in logs.
   returned: always
   type: str
+team_key:
+  description: Whether the API key is a team key, which cannot register account SSH keys.
+  returned: always
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -78,7 +85,7 @@ from ansible.module_utils.vast_common import VastAPIError, VastModuleContext, va
 try:
     import paramiko
 
-    from vastkit.waiting import SshTarget, ssh_handshake
+    from vastkit.waiting import SSH_NOT_READY, first_reachable
 except ImportError:  # VastModuleContext reports a missing vastkit
     paramiko = None
 
@@ -113,15 +120,14 @@ def accepts_key(api, instance_id: int, private_key_file: str):
     instance = api.get_instance(instance_id)
     if instance is None:
         return None
-    address = instance.ssh_address()
-    if not instance.is_running or not address:
+    if not instance.is_running or not instance.ssh_addresses():
         return None
     try:
-        ssh_handshake(SshTarget(address[0], address[1], key_file=private_key_file), timeout=10)
+        first_reachable(instance, private_key_file, timeout=10)  # direct, then Vast's proxy
         return True
     except paramiko.AuthenticationException:
         return False
-    except (OSError, paramiko.SSHException):
+    except SSH_NOT_READY:
         return None
 
 
@@ -141,7 +147,7 @@ def main():
     p = module.params
     public_key = read_public_key(module)
     material = key_material(public_key)
-    result = dict(changed=False, key_id=None, registered=False, attached=False,
+    result = dict(changed=False, key_id=None, registered=False, attached=False, team_key=False,
                   fingerprint=f"{material.split()[0]} ...{material.split()[1][-12:]}")
     ctx = VastModuleContext(module)
     try:
@@ -157,7 +163,14 @@ def main():
         else:
             result.update(changed=True, registered=True)
             if not module.check_mode:
-                result["key_id"] = ctx.api.create_ssh_key(public_key).id
+                try:
+                    result["key_id"] = ctx.api.create_ssh_key(public_key).id
+                except VastAPIError as exc:
+                    if exc.error != "team_ssh_keys_not_supported":
+                        raise
+                    result.update(changed=False, registered=False, team_key=True)
+                    module.warn("the API key is a team key, which cannot register account SSH keys "
+                                "(team_ssh_keys_not_supported); the launch key must be attached to each instance")
         if p["instance_id"] is not None:
             accepted = accepts_key(ctx.api, p["instance_id"], p["private_key_file"]) if p["private_key_file"] else None
             if accepted is not True:
