@@ -17,7 +17,7 @@ from tools.world import LocalWorld
 
 TINY_PLAN = demo.TINY_PLAN
 LONG_CONFIG = "tests/e2e/configs/tiny_long.yaml"
-SCENARIO_TIMEOUT_S = 600
+SCENARIO_TIMEOUT_S = 1500
 
 
 @dataclass

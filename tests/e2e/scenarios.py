@@ -11,7 +11,7 @@ import time
 import yaml
 from e2e_support import LONG_CONFIG, TINY_PLAN, Record, wait_for
 
-from tools import demo
+from tools import chaos, demo
 from tools.world import LocalWorld
 
 CODE_DIR = "/workspace/universal_simulator"
@@ -60,11 +60,16 @@ def relaunch(world: LocalWorld, rec: Record) -> None:
     # At once, while the pipeline runs: every process and every file the run made on the instance.
     _, ps, _ = world.ssh(run, "ps -eo pid,args")
     _, onstart, _ = world.ssh(run, "cat /root/onstart.sh")
-    _, container_key, _ = world.ssh(run, "printenv CONTAINER_API_KEY")
+    # The SSH session does not see the container's environment (as on Vast); PID 1 has it.
+    _, session_key, _ = world.ssh(run, "printenv CONTAINER_API_KEY; printenv B2_APP_KEY; true")
+    _, container_key, _ = world.ssh(run, "tr '\\0' '\\n' < /proc/1/environ | sed -n 's/^CONTAINER_API_KEY=//p'")
+    rec.facts["session_env_secrets"] = session_key.strip()
     rec.facts.update(ps=ps, onstart=onstart, container_key=container_key.strip())
     beat = wait_for("the run to succeed", lambda: _succeeded(world, run), timeout=240)
     # /root/.cache is the package cache the emulator shares between instances (nothing of ours is in it).
+    # The one file written here on purpose is the grep's positive control: that it is found proves the search.
     secrets = [*world.secrets.values(), rec.facts["container_key"]]
+    world.ssh(run, f"echo {world.secrets.b2_app_key} > /tmp/grep-control")
     grep = ("grep -rlF --exclude-dir=.cache " + " ".join(f"-e {s}" for s in secrets)
             + " /workspace /tmp /root; true")
     _, files_with_secrets, _ = world.ssh(run, grep, timeout=120)
@@ -125,6 +130,22 @@ def _succeeded(world: LocalWorld, run: str) -> dict | None:
     return None
 
 
+def _chaos(name: str):
+    """A safety scenario of tools.chaos, recorded like the others (its ChaosResult in facts["chaos"])."""
+    what, fn = chaos.SCENARIOS[name]
+
+    def scenario(world: LocalWorld, rec: Record) -> None:
+        res = chaos.ChaosResult(scenario=name, what=what)
+        rec.facts["chaos"] = res
+        try:
+            fn(world, res)
+        finally:
+            rec.outputs.extend(res.outputs)
+
+    scenario.__doc__ = what
+    return scenario
+
+
 def _resumed_log(world: LocalWorld, run: str) -> str | None:
     code, log, _ = world.ssh(run, f"cat {CODE_DIR}/logs/pipeline.log")
     if code == 0 and re.search(r"\[operator\] resuming .* at step \d+", log):
@@ -133,4 +154,5 @@ def _resumed_log(world: LocalWorld, run: str) -> str | None:
     return None
 
 
-SCENARIOS = {"demo_path": demo_path, "crash": crash, "budget": budget, "relaunch": relaunch, "resume": resume}
+SCENARIOS = {"demo_path": demo_path, "crash": crash, "budget": budget, "relaunch": relaunch, "resume": resume,
+             **{f"chaos_{name}": _chaos(name) for name in chaos.SCENARIOS}}
