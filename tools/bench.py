@@ -127,7 +127,10 @@ def _rclone_env() -> str:
     pairs = {"TYPE": "s3", "PROVIDER": "Other", "ENDPOINT": "$B2_S3_ENDPOINT", "ACCESS_KEY_ID": "$B2_KEY_ID",
              "SECRET_ACCESS_KEY": "$B2_APP_KEY", "REGION": "$B2_S3_REGION", "FORCE_PATH_STYLE": "true"}
     exports = " ".join(f'RCLONE_CONFIG_B2_{k}="{v}"' for k, v in pairs.items())
-    return f"unset AWS_CA_BUNDLE; export RCLONE_CONFIG=/dev/null {exports};"
+    # An SSH session has no container env (as on Vast): the replay takes it from PID 1, as the old
+    # workflow's onstart export to /etc/environment would have given it.
+    container_env = "while IFS= read -r -d '' kv; do export \"$kv\"; done < /proc/1/environ;"
+    return f"{container_env} unset AWS_CA_BUNDLE; export RCLONE_CONFIG=/dev/null {exports};"
 
 
 # -- 2. uv vs pip ------------------------------------------------------------------------------------------------

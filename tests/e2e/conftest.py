@@ -40,4 +40,20 @@ def scenarios(world) -> dict[str, Record]:
             error = future.exception()
             if error is not None:
                 records[futures[future]].error = error
+    _write_chaos_table(records)
     return records
+
+
+def _write_chaos_table(records: dict[str, Record]) -> None:
+    """E2E_CHAOS_TABLE=FILE: the safety scenarios' table (as `make chaos` writes it) from this session's runs."""
+    target = os.environ.get("E2E_CHAOS_TABLE")
+    if not target:
+        return
+    from tools.chaos import table
+
+    results = {name: rec.facts["chaos"] for name, rec in records.items() if "chaos" in rec.facts}
+    for name, rec in records.items():
+        if "chaos" in rec.facts and rec.error is not None:
+            results[name].error = rec.error
+    with open(target, "w") as handle:
+        handle.write(table(results))

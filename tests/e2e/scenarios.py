@@ -56,7 +56,7 @@ def relaunch(world: LocalWorld, rec: Record) -> None:
     """auto_shutdown=false; look for secrets on the live instance; relaunch once the run succeeded; tear down."""
     run = "e2e-relaunch"
     args = (*ANY_GPU, "-e", "auto_shutdown=false")
-    rec.playbook(world.launch("tiny", run, *args))
+    rec.playbook(world.launch("tiny", run, *args, "-vvv"))  # the whole launch, roles included, at -vvv
     # At once, while the pipeline runs: every process and every file the run made on the instance.
     _, ps, _ = world.ssh(run, "ps -eo pid,args")
     _, onstart, _ = world.ssh(run, "cat /root/onstart.sh")

@@ -85,6 +85,7 @@ def test_secrets_appear_nowhere(scenarios, world):
     assert rec.facts["session_env_secrets"] == ""  # an SSH session sees none of them, as on Vast
     assert not [s for s in secrets if s in rec.facts["onstart"]]
     outputs = "\n".join(out for name in scenarios for out in scenarios[name].outputs)
+    assert "<127.0.0.1> SSH: EXEC" in outputs  # one launch ran at -vvv: every module call and its result
     assert not [s for s in secrets if s in outputs]  # Ansible output of every launch, relaunch and teardown
     objects = rec.facts["objects"]
     assert "logs/pipeline.log" in "".join(objects)
