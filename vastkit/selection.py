@@ -53,18 +53,24 @@ def of_run(instance: Instance, run: str) -> bool:
 
 @dataclass(frozen=True)
 class Probe:
-    """What reading the run over SSH found: reached at all, and heartbeat.json's text (None: no file)."""
+    """What reading the run over SSH found: reached at all, heartbeat.json's text (None: no file), and the
+    instance's clock when it was read (the heartbeat's age is measured on it, as status.yml does)."""
 
     reached: bool
     heartbeat: str | None = None
     error: str = ""
+    clock: float | None = None
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> Probe | None:
         if raw is None:
             return None
+        try:
+            clock = float(raw["clock"]) if raw.get("clock") not in (None, "") else None
+        except (TypeError, ValueError):
+            clock = None
         return cls(reached=bool(raw.get("reached")), heartbeat=raw.get("heartbeat") or None,
-                   error=str(raw.get("error") or ""))
+                   error=str(raw.get("error") or ""), clock=clock)
 
 
 @dataclass(frozen=True)
@@ -77,12 +83,15 @@ class Verdict:
 
 
 def heartbeat_updated(text: str | None) -> float | None:
-    """`updated_at` of a heartbeat.json text as epoch seconds; None when absent or unreadable."""
+    """When a heartbeat.json text was written, as epoch seconds (`updated_epoch`, else `updated_at`); None when
+    absent or unreadable."""
     if not text:
         return None
     try:
-        stamp = json.loads(text).get("updated_at")
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+        data = json.loads(text)
+        if isinstance(data.get("updated_epoch"), (int, float)):
+            return float(data["updated_epoch"])
+        return datetime.fromisoformat(str(data.get("updated_at")).replace("Z", "+00:00")).timestamp()
     except (ValueError, AttributeError, TypeError, OverflowError):
         return None
 
@@ -123,7 +132,7 @@ def reaper_verdict(instance: Instance, probe: Probe | None, *, now: float, stale
         if young or age is None:
             return Verdict(False, f"no supervisor heartbeat yet, {grace if young else 'age unknown'}")
         return Verdict(True, f"no supervisor heartbeat (heartbeat.json missing or unreadable) after {_ago(age)}")
-    beat_age = max(0.0, now - updated)
+    beat_age = max(0.0, (probe.clock or now) - updated)  # on the instance's clock when we have it
     if beat_age > stale_after:
         return Verdict(True, f"heartbeat stale: last updated {_ago(beat_age)} ago (stale_after={_ago(stale_after)})")
     return Verdict(False, f"healthy: heartbeat {_ago(beat_age)} ago")

