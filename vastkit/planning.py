@@ -92,7 +92,9 @@ LAUNCH_OPTIONS: dict[str, Option] = {
     "max_price": Option("float", doc="highest $/h (GPU plus disk)", low=0, high=1000, low_open=True, unit="USD/h"),
     "min_reliability": Option("float", 0.98, "host reliability floor", low=0, high=1),
     "disk": Option("float", 64, "disk in GB", low=MIN_DISK_GB, high=8192, unit="GB"),
-    "image": Option("str", "vastai/pytorch", "Docker image (PyTorch in /venv/main)"),
+    # Vast's automatic tag: the newest CUDA build of vastai/pytorch the host's driver supports (searches then
+    # leave out hosts below its oldest build, CUDA 12.6; see vastkit.query.min_cuda_for_image).
+    "image": Option("str", "vastai/pytorch:@vastai-automatic-tag", "Docker image (PyTorch in /venv/main)"),
     "interruptible": Option("bool", False, "rent interruptible at `bid`"),
     "bid": Option("float", doc="bid in $/h for interruptible (at least the offer's min_bid)", low=0, high=1000,
                   low_open=True, unit="USD/h"),
@@ -120,6 +122,8 @@ LAUNCH_OPTIONS: dict[str, Option] = {
     "max_attempts": Option("int", 3, "offers tried per run", low=1, high=10),
     "onstart_script": Option("str", doc="replaces the instance agent's onstart (static, no secrets)"),
     "pipeline_env": Option("dict", {}, "extra non-secret env for the pipeline (tests: TRAIN_FAIL_AT_STAGE)"),
+    "supervisor_settings": Option("dict", {}, "more keys of the run's policy (instance_agent/policy.py), e.g. "
+                                              "ceiling_grace_s, destroy_fallback_s, restart_limit"),
     "restart": Option("bool", False, "restart the run's pipeline on a reused instance"),
     "provision_timings_dir": Option("path", doc="write each run's provisioning phase times here (benchmarks)"),
 }
@@ -293,12 +297,24 @@ def cross_checks(o: dict[str, Any], given: set[str]) -> list[str]:
         if not _ENV_NAME.match(str(name)) or not isinstance(value, (str, int, float)) or isinstance(value, bool):
             errors.append(f"pipeline_env.{name}={_show(value)}: needs an environment variable name and a text or "
                           "number value")
+    errors += _supervisor_settings_errors(o.get("supervisor_settings") or {})
     if o["image"] and not _IMAGE.match(o["image"]):
         errors.append(f"image={o['image']}: not a Docker image reference (e.g. vastai/pytorch or "
                       "vastai/pytorch:2.5.1-cuda-12.4)")
     if o["gpu"] and not _GPU.match(o["gpu"]):
         errors.append(f"gpu={o['gpu']}: not a GPU name (Vast's spelling, e.g. RTX_4090, H100_PCIE; or any)")
     return errors
+
+
+def _supervisor_settings_errors(settings: dict[str, Any]) -> list[str]:
+    """The instance's own policy validator, on the controller: a bad key fails before anything is rented."""
+    from instance_agent.policy import PolicyError, policy_from_dict
+
+    try:
+        policy_from_dict({"run_name": "check", "train_config": "configs/check.yaml", **settings})
+    except PolicyError as exc:
+        return [f"supervisor_settings.{exc}"]
+    return []
 
 
 # -- configs, sweeps, run names -----------------------------------------------------------------------------
