@@ -244,7 +244,8 @@ def controller_gone(world: LocalWorld, res: ChaosResult) -> None:
     """The controller rents and never comes back (Ctrl-C, a laptop asleep): the lease destroys the instance."""
     run = "chaos-controller-gone"
     since = time.monotonic()
-    launch(world, res, "tiny", run, "-e", "provision=false", "-e", "lease_minutes=0.4")
+    out = launch(world, res, "tiny", run, "-e", "provision=false", "-e", "lease_minutes=0.4")
+    res.facts["summary_names_the_lease"] = "destroys it when its lease runs out, 0.4 min after creation" in out
     res.facts["instance_id"] = world.instance(run)["id"]
     wait_billing_ended(world, run, res, since, timeout=240)
     deletes = [r for r in world.emulator.requests() if r["method"] == "DELETE"

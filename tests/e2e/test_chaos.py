@@ -105,7 +105,8 @@ def test_killing_the_tmux_session_breaks_nothing(scenarios):
 def test_a_controller_gone_after_create_is_covered_by_the_lease(scenarios):
     res = chaos(scenarios, "controller_gone")
     assert res.outcome == "destroyed" and res.facts["delete_callers"] == [f"instance:{res.facts['instance_id']}"]
-    assert res.billing_ended_s >= 24  # the 0.4-minute lease ran out first
+    assert res.billing_ended_s >= 20  # the 0.4-minute lease (from creation) ran out first
+    assert res.facts["summary_names_the_lease"]  # launch said what ends this instance, not "it destroys itself"
 
 
 def test_a_budget_reached_with_auto_shutdown_false_ends_gpu_billing(scenarios):
