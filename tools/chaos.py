@@ -243,10 +243,11 @@ def tmux_killed(world: LocalWorld, res: ChaosResult) -> None:
 def controller_gone(world: LocalWorld, res: ChaosResult) -> None:
     """The controller rents and never comes back (Ctrl-C, a laptop asleep): the lease destroys the instance."""
     run = "chaos-controller-gone"
-    since = time.monotonic()
     out = launch(world, res, "tiny", run, "-e", "provision=false", "-e", "lease_minutes=0.4")
     res.facts["summary_names_the_lease"] = "destroys it when its lease runs out, 0.4 min after creation" in out
-    res.facts["instance_id"] = world.instance(run)["id"]
+    row = world.instance(run)
+    res.facts["instance_id"] = row["id"]
+    since = time.monotonic() - (time.time() - float(row["start_date"]))  # the lease counts from creation
     wait_billing_ended(world, run, res, since, timeout=240)
     deletes = [r for r in world.emulator.requests() if r["method"] == "DELETE"
                and r["path"].startswith(f"/api/v0/instances/{res.facts['instance_id']}")]
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=".state/chaos", help="the local world's directory")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(SCENARIOS)
-    with local_world(Path(args.root).resolve(), log=lambda *_: None) as world:
+    with local_world(Path(args.root).resolve(), log=lambda *_: None, copies=4) as world:
         demo.prepare(world, demo.TINY_PLAN, say=print)
         started = time.monotonic()
         results = run_scenarios(world, names, **({"delete_refused": {"refuse_s": 320.0}} if args.slow else {}))

@@ -206,8 +206,11 @@ class LocalWorld:
 
 
 @contextmanager
-def local_world(root: Path, *, log=print, credentials: Secrets | None = None) -> Iterator[LocalWorld]:
-    """Start the emulator and the S3 server under `root`; stop both on exit, whatever happens."""
+def local_world(root: Path, *, log=print, credentials: Secrets | None = None, copies: int = 1) -> Iterator[LocalWorld]:
+    """Start the emulator and the S3 server under `root`; stop both on exit, whatever happens.
+
+    `copies` > 1 multiplies the emulator's market (each offer on that many machines): the e2e session runs
+    a score of runs side by side, more than the packaged catalogue has reliable machines for."""
     credentials = credentials or Secrets()
     root.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -217,12 +220,26 @@ def local_world(root: Path, *, log=print, credentials: Secrets | None = None) ->
         outage = stack.enter_context(outage_proxy(moto.endpoint))
         s3 = dataclasses.replace(moto, endpoint=outage.endpoint)
         emulator = stack.enter_context(running_emulator(root / "emulator", loading_delay=0.3,
-                                                        api_key=credentials.vast_api_key))
+                                                        api_key=credentials.vast_api_key,
+                                                        offers_file=_market(root, copies)))
         git_url = stack.enter_context(serving_git(REPO))
         keys = make_ssh_keypair(root / "ssh")
         (root / "known_hosts").mkdir(mode=0o700, exist_ok=True)
         yield LocalWorld(root=root, emulator=emulator, s3=s3, keys=keys, secrets=credentials, git_url=git_url,
                          outage=outage, log=log)
+
+
+def _market(root: Path, copies: int) -> Path | None:
+    if copies <= 1:
+        return None
+    from importlib import resources
+
+    offers = json.loads(resources.files("vast_emulator").joinpath("data/offers.json").read_text())["offers"]
+    market = [{**offer, "id": offer["id"] + 1_000_000 * n, "machine_id": offer["machine_id"] + 100_000 * n}
+              for n in range(copies) for offer in offers]
+    path = root / "offers.json"
+    path.write_text(json.dumps({"offers": market}))
+    return path
 
 
 @contextmanager

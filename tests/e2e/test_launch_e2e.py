@@ -11,7 +11,7 @@ import re
 import pytest
 from e2e_support import changed_tasks, recap, record_of, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800), pytest.mark.xdist_group("e2e")]
 
 
 def test_demo_path_runs_to_the_end_and_cleans_up(scenarios, world):
@@ -77,7 +77,7 @@ def test_secrets_appear_nowhere(scenarios, world):
     secrets = [*world.secrets.values(), rec.facts["container_key"]]
     assert len(rec.facts["container_key"]) > 8
     ps = rec.facts["ps"]
-    assert "instance-agent" in ps and "training run" in ps  # the listing shows the run ...
+    assert "instance_agent" in ps and "supervise" in ps and "training run" in ps  # the listing shows the run ...
     assert not [s for s in secrets if s in ps]  # ... and no secret in any process argument
     # No file holds them: the agent has the container's environment from onstart, tools over SSH read PID 1's.
     # The grep's positive control (a file the test wrote with one secret) is found: the search works.
