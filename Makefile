@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?=
+# Two workers: the e2e scenarios (one shared world, one worker: xdist_group e2e) run beside the rest.
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .PHONY: venv test lint demo bench bench-train chaos clean
 
