@@ -12,11 +12,11 @@ description:
     launches. This is where C(WANDB_API_KEY), C(B2_APP_KEY) and friends live, so that no secret is ever
     written to an onstart script, a template or a task argument of the instance.
   - Vast masks every value on read (C(********)), so equality cannot be read back. The module keeps, per API
-    and key, an HMAC of each value it stored (keyed with the API key) under C(~/.cache/vastkit/env-vars/):
-    a value whose HMAC matches is V(unchanged) and not written; one never stored from this controller is
+    and key, an HMAC of each value it stored (keyed with the API key) under C(~/.cache/vastkit/env-vars/);
+    a value whose HMAC matches is V(unchanged) and not written, one never stored from this controller is
     written and reported V(updated). A change made elsewhere (web console, another machine) is not seen; use
     O(force) to write every value anyway.
-  - Values are stored so that they fit Vast's documented value pattern C(^[a-zA-Z0-9_\-\.]+$):
+  - Values are stored so that they fit Vast's documented value pattern C(^[a-zA-Z0-9_\-\.]+$), so
     C(B2_S3_ENDPOINT=https://host) is stored as the bare host (the instance adds C(https://) back). Another
     value outside the pattern is sent as it is, with a warning naming the variable; the API may refuse it.
   - Either one O(name) with its O(value), or several O(names) whose values the module reads itself, on the

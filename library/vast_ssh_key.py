@@ -15,7 +15,7 @@ description:
     the login is refused, so a repeated run changes nothing; without it the key is attached every time.
   - Keys are compared by type and key material; the comment does not matter.
   - A team API key cannot register account keys (Vast answers C(team_ssh_keys_not_supported)); the module then
-    registers nothing, warns, returns RV(team_key) true and still attaches to O(instance_id): with a team key
+    registers nothing, warns, returns RV(team_key) true and still attaches to O(instance_id); with a team key
     the launch key reaches an instance only by attaching it to that instance.
 version_added: "0.1.0"
 author: universal_simulator
