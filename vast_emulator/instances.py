@@ -32,6 +32,11 @@ from .offers import Catalogue
 from .store import InstanceRecord, StateStore
 
 SSH_READY_TIMEOUT_S = 10.0
+HALT_MESSAGES = {
+    "exited": "Container exited unexpectedly",
+    "offline": "Host is offline (lost connection)",
+    "preempted": "Instance preempted: outbid on an interruptible instance",
+}
 
 
 @dataclass(frozen=True)
@@ -285,14 +290,28 @@ class InstanceManager:
                     self._set_status(rec, "exited", "Error: sshd did not start (see logs/sshd.log)")
                     self.store.save()
                     return
-                rec.running_since = time.time()
-                rec.faults.pop("halted", None)
-                eof_s = rec.faults.pop("ssh_eof_s", None)
-                if eof_s is not None:  # once: this start's first seconds
-                    rec.faults["ssh_eof_until"] = time.time() + float(eof_s)
-                self._set_status(rec, "running", f"success, running {rec.image}/ssh")
+                status = rec.faults.get("status")
+                dies_at_once = status["status"] if status and not float(status.get("after_s") or 0) else None
+                if dies_at_once is None:
+                    rec.running_since = time.time()
+                    rec.faults.pop("halted", None)
+                    eof_s = rec.faults.pop("ssh_eof_s", None)
+                    if eof_s is not None:  # once: this start's first seconds
+                        rec.faults["ssh_eof_until"] = time.time() + float(eof_s)
+                    self._set_status(rec, "running", f"success, running {rec.image}/ssh")
+                    self.store.save()
+                    self._schedule_after_running(rec, generation)
+                    return
+            # A `status` fault with after_s 0: the container dies as it starts; the API never shows it running.
+            self._kill(instance_id)
+            with self.store.lock:
+                if instance_id not in self.store.data.instances:
+                    return
+                rec.faults.pop("status", None)
+                rec.faults["halted"] = dies_at_once
+                rec.running_since = None
+                self._set_status(rec, dies_at_once, HALT_MESSAGES[dies_at_once])
                 self.store.save()
-                self._schedule_after_running(rec, generation)
 
     def _launch_spec(self, rec: InstanceRecord) -> runtime.LaunchSpec:
         offer = self.catalogue.offers[rec.offer_id]
@@ -363,11 +382,6 @@ class InstanceManager:
                 rec.faults.pop("status", None)
                 preempt = rec.faults.pop("preempt", None) or {}
                 rec.faults["halted"] = how
-                messages = {
-                    "exited": "Container exited unexpectedly",
-                    "offline": "Host is offline (lost connection)",
-                    "preempted": "Instance preempted: outbid on an interruptible instance",
-                }
                 if how == "preempted":
                     # Vast's outbid signal: cur_state == intended_status == next_state == "stopped".
                     rec.intended_status = "stopped"
@@ -375,7 +389,7 @@ class InstanceManager:
                     if resume is not None:
                         rec.faults["resume_at"] = time.time() + float(resume)
                         self._later(float(resume), self._resume, instance_id, generation)
-                self._set_status(rec, "stopped" if how == "preempted" else how, messages[how])
+                self._set_status(rec, "stopped" if how == "preempted" else how, HALT_MESSAGES[how])
                 self.store.save()
 
     def _resume(self, instance_id: int, generation: int) -> None:
