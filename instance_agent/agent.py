@@ -19,6 +19,7 @@ ceiling. Every decision goes to the agent log, the heartbeat and (when reachable
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -263,9 +264,16 @@ class Agent:
         self.supervisor = None
         beat = hb.read_heartbeat(self.code_dir / hb.HEARTBEAT_NAME)
         if beat and beat.run_name == run.name and beat.is_final and beat.phase == contract.PHASE_ENDING:
-            run.outcome, run.synced, run.error = beat.state, beat.synced, beat.error
+            outcome: tuple[str, bool | None] | None = (beat.state, beat.synced)
+            run.error = beat.error
+        else:  # no final heartbeat (it could not be written: a full disk): the exit code says how it ended
+            outcome = contract.parse_supervisor_exit(code)
+            if outcome is not None:
+                run.error = f"the supervisor's heartbeat could not be written; it exited {code} ({outcome[0]})"
+        if outcome is not None:
+            run.outcome, run.synced = outcome
             self._save()
-            self._begin_ending(decide(beat.state, synced=beat.synced, auto_shutdown=run.auto_shutdown,
+            self._begin_ending(decide(run.outcome, synced=run.synced, auto_shutdown=run.auto_shutdown,
                                       user_stop=run.user_stop))
             return
         run.crashes += 1
@@ -367,20 +375,33 @@ class Agent:
         beat = hb.read_heartbeat(path)
         if beat is None or beat.run_name != run.name:
             return
+        if run.outcome and not beat.is_final:  # the supervisor could not write its end (a full disk)
+            beat.state, beat.synced, beat.error = run.outcome, run.synced, run.error
         beat.ending, beat.ending_reason = ending.action, ending.reason
         beat.ending_attempts, beat.ending_error = ending.attempts, ending.last_error
         beat.phase = contract.PHASE_DONE if ending.done else contract.PHASE_ENDING
         dph = run.dph or self.state.dph
         if dph:
             beat.cost_so_far = round(dph * (self.clock() - self.state.created_at) / 3600.0, 6)
+        key = f"{contract.run_prefix(run.name)}/{contract.HEARTBEAT_FILE}"
         try:
             hb.write_heartbeat(path, beat)
-        except OSError as exc:
+        except OSError as exc:  # a full disk: the bucket still gets it, from memory
             log.error("could not write the heartbeat: %s", exc)
+            if upload and run.synced:
+                self._upload_bytes(json.dumps(beat.to_dict(), indent=2).encode(), key)
             return
         if upload and run.synced:
-            self._upload(path, f"{contract.run_prefix(run.name)}/{contract.HEARTBEAT_FILE}")
+            self._upload(path, key)
             self._upload(self.agent_dir / "agent.log", f"{contract.run_prefix(run.name)}/{contract.AGENT_LOG}")
+
+    def _upload_bytes(self, data: bytes, key: str) -> None:
+        from instance_agent.rclone import Bucket
+
+        try:
+            Bucket.from_env(self.environ).put_bytes(data, key, timeout=60)
+        except Exception as exc:
+            log.warning("could not upload %s: %s", key, exc)
 
     def _upload(self, path: Path, key: str) -> None:
         from instance_agent.rclone import Bucket

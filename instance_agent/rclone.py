@@ -115,3 +115,13 @@ class Bucket:
         """One local file to `key` (the bucket's copy of the heartbeat, which must say how a run ended)."""
         self.run(["copyto", str(path), self.remote(key), "--retries", "2", "--low-level-retries", "5"],
                  f"copying {path} to {self.url(key)}", timeout=timeout)
+
+    def put_bytes(self, data: bytes, key: str, timeout: float = 60) -> None:
+        """`data` to `key` from memory (rclone rcat): works on a full disk."""
+        try:
+            done = subprocess.run([self.binary, "rcat", self.remote(key)], input=data, env=dict(self.env),
+                                  capture_output=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise RcloneError(f"writing {self.url(key)}", 124, f"no answer within {timeout:.0f}s") from None
+        if done.returncode != 0:
+            raise RcloneError(f"writing {self.url(key)}", done.returncode, done.stderr.decode(errors="replace"))

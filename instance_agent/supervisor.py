@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
+import run_contract as contract
 from instance_agent import heartbeat as hb
 from instance_agent.artifacts import sync_artifacts
 from instance_agent.budget import Budget
@@ -82,7 +83,7 @@ class Supervisor:
     # -- entry point -------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run everything; the exit code is 0 only when the pipeline succeeded."""
+        """Run everything; the exit code says how (run_contract.supervisor_exit_code: 0 only for a synced success)."""
         with self._lock(), self._signals():
             beat = hb.Heartbeat(
                 pid=os.getpid(), run_name=self.policy.run_name, started_at=self._run_started_at(),
@@ -104,7 +105,7 @@ class Supervisor:
             finally:
                 self._stop_pipeline_if_running()
             self._finish(beat)
-            return 0 if beat.state == hb.SUCCEEDED else 1
+            return contract.supervisor_exit_code(beat.state, beat.synced)
 
     def _run_started_at(self) -> str:
         """A restarted supervisor keeps the run's start (same run, not final): the heartbeat tells one story."""

@@ -129,7 +129,24 @@ PHASES = (PHASE_PIPELINE, PHASE_SYNCING, PHASE_ENDING, PHASE_DONE)
 # How the agent ended the billing (heartbeat `ending`): destroyed, stopped (disk kept), kept running.
 DESTROYED, STOPPED, KEPT = "destroyed", "stopped", "kept"
 ENDINGS = (DESTROYED, STOPPED, KEPT)
-STALE_HEARTBEAT_S = 120.0  # a heartbeat older than this is flagged stale (the supervisor writes every 10 s)
+STALE_HEARTBEAT_S = 120.0
+# The supervisor's exit code says how the run ended even when no heartbeat could be written (a full disk).
+_EXIT = {SUCCEEDED: 0, FAILED: 10, BUDGET_EXCEEDED: 11, INTERRUPTED: 12}
+_UNSYNCED = 20
+
+
+def supervisor_exit_code(state: str, synced: bool | None) -> int:
+    return _EXIT.get(state, _EXIT[FAILED]) + (0 if synced else _UNSYNCED)
+
+
+def parse_supervisor_exit(code: int | None) -> tuple[str, bool] | None:
+    """(final state, synced) from a supervisor's exit code; None for any other code (a crash, a signal)."""
+    for state, base in _EXIT.items():
+        if code == base:
+            return state, True
+        if code == base + _UNSYNCED:
+            return state, False
+    return None  # a heartbeat older than this is flagged stale (the supervisor writes every 10 s)
 
 # ----- the pipeline's marker lines ------------------------------------------------------------------------
 _STARTED = re.compile(r"PIPELINE STARTED\b(?P<fields>.*)$")

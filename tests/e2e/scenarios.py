@@ -16,7 +16,7 @@ from tools.world import LocalWorld
 
 CODE_DIR = "/workspace/universal_simulator"
 # Runs launched side by side would exhaust the emulator's few reliable RTX 4090 offers: any GPU will do.
-ANY_GPU = ("-e", "gpu=any")
+ANY_GPU = ("-e", "gpu=any", "-e", "max_attempts=8")
 
 
 def demo_path(world: LocalWorld, rec: Record) -> None:
@@ -45,7 +45,9 @@ def budget(world: LocalWorld, rec: Record) -> None:
     """
     sweep = world.root / "budget-sweep.yaml"
     sweep.write_text(yaml.safe_dump({"config": "tiny", "runs": [{"overrides": {"operator.steps": 100000}}]}))
-    rec.playbook(world.launch("tiny", "e2e-budget", *ANY_GPU, "-e", f"sweep={sweep}", "-e", "max_runtime_hours=0.01"))
+    # The budget counts from creation (provisioning included): 0.05 h leaves a loaded machine room to start.
+    rec.playbook(world.launch("tiny", "e2e-budget", *ANY_GPU, "-e", f"sweep={sweep}", "-e", "max_runtime_hours=0.05",
+                              check=False))
     run = "e2e-budget-1"
     world.wait_gone(run, timeout=300)
     rec.facts.update(artifacts=world.artifacts(run), heartbeat=world.heartbeat(run),

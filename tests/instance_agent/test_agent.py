@@ -286,3 +286,20 @@ def test_state_file_is_root_only(tmp_path):
     save_state(tmp_path, AgentState(created_at=1.0))
     assert (tmp_path / "state.json").stat().st_mode & 0o077 == 0
     assert load_state(tmp_path).created_at == 1.0
+
+
+def test_without_a_final_heartbeat_the_exit_code_says_how_the_run_ended(tmp_path, s3):
+    """A full disk: the supervisor could not write its last heartbeat; its exit code carries the outcome."""
+    assert contract.parse_supervisor_exit(contract.supervisor_exit_code("failed", True)) == ("failed", True)
+    assert contract.parse_supervisor_exit(contract.supervisor_exit_code("succeeded", False)) == ("succeeded", False)
+    assert contract.parse_supervisor_exit(-9) is None and contract.parse_supervisor_exit(1) is None
+    api = FakeApi(start_date=time.time())
+    agent = make_agent(tmp_path, s3, api=api)
+    agent.handle("start-run", {"policy": str(write_policy(tmp_path, "ok"))})
+    agent.supervisor.wait(timeout=60)
+    beat = hb.read_heartbeat(tmp_path / "code" / contract.HEARTBEAT_FILE)
+    beat.state, beat.phase = "running", "pipeline"  # as if the last writes had failed
+    hb.write_heartbeat(tmp_path / "code" / contract.HEARTBEAT_FILE, beat)
+    run_until(agent, lambda: api.gone)
+    assert agent.state.run.outcome == "succeeded" and agent.state.run.crashes == 0
+    assert json.loads(s3.read("runs/agent-ok/heartbeat.json"))["state"] == "succeeded"

@@ -95,7 +95,7 @@ def test_success_syncs_everything_then_hands_over(code_dir, s3):
 
 
 def test_crash_still_syncs_logs(code_dir, s3):
-    assert make_supervisor(code_dir, s3, "crash").run() == 1
+    assert make_supervisor(code_dir, s3, "crash").run() == 10
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
     assert beat.state == "failed" and beat.exit_code == 3 and beat.synced
     assert beat.error == "stage operator: injected crash"
@@ -104,7 +104,7 @@ def test_crash_still_syncs_logs(code_dir, s3):
 
 def test_runtime_budget_stops_a_hung_pipeline(code_dir, s3):
     started = time.monotonic()
-    assert make_supervisor(code_dir, s3, "hang", max_runtime_hours=0.0005).run() == 1  # 1.8 s
+    assert make_supervisor(code_dir, s3, "hang", max_runtime_hours=0.0005).run() == 11  # 1.8 s
     assert time.monotonic() - started < 30
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
     assert beat.state == "budget_exceeded" and "max_runtime_hours=0.0005 exceeded" in beat.error
@@ -114,7 +114,7 @@ def test_runtime_budget_stops_a_hung_pipeline(code_dir, s3):
 def test_budget_counts_from_the_instance_creation_not_from_this_start(code_dir, s3):
     """A supervisor restarted (or relaunched) after the ceiling does not start the pipeline again."""
     created = time.time() - 7200  # two hours ago; the budget is one hour
-    assert make_supervisor(code_dir, s3, "ok", created_at=created, max_runtime_hours=1.0).run() == 1
+    assert make_supervisor(code_dir, s3, "ok", created_at=created, max_runtime_hours=1.0).run() == 11
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
     assert beat.state == "budget_exceeded" and not beat.pipeline_started
     assert beat.created_at == created and beat.cost_so_far >= 2.0  # $1/h for two hours, from creation
@@ -123,7 +123,7 @@ def test_budget_counts_from_the_instance_creation_not_from_this_start(code_dir, 
 
 def test_cost_budget(code_dir, s3):
     sup = make_supervisor(code_dir, s3, "hang", dph=3600.0, max_cost=1.5)  # $1/s: stops at ~1.5 s
-    assert sup.run() == 1
+    assert sup.run() == 11
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
     assert beat.state == "budget_exceeded" and "max_cost=$1.5 reached" in beat.error and beat.cost_so_far >= 1.5
 
@@ -134,7 +134,7 @@ def test_a_failed_final_sync_is_retried_and_reported(code_dir, s3):
     sup._bucket = None
     sleeps: list[float] = []
     sup.sleep = sleeps.append
-    assert sup.run() == 0  # the pipeline succeeded ...
+    assert sup.run() == 20  # the pipeline succeeded ...
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
     assert beat.state == "succeeded" and beat.synced is False and "no answer within 3s" in beat.sync_error
     assert sleeps == [5.0]  # ... the sync was tried twice, and the agent will stop (not destroy) the instance
@@ -145,7 +145,7 @@ def test_sigterm_interrupts_and_syncs(code_dir, s3):
     timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
     timer.start()
     try:
-        assert sup.run() == 1
+        assert sup.run() == 12
     finally:
         timer.cancel()
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
@@ -156,7 +156,7 @@ def test_sigterm_interrupts_and_syncs(code_dir, s3):
 def test_missing_bucket_config_fails_before_the_pipeline(code_dir, s3):
     sup = make_supervisor(code_dir, s3, "ok")
     sup.environ.pop("B2_APP_KEY")
-    assert sup.run() == 1
+    assert sup.run() == 30
     beat = hb.read_heartbeat(code_dir / "heartbeat.json")
     assert beat.state == "failed" and "missing B2_APP_KEY" in beat.error and not beat.pipeline_started
     assert beat.synced is False  # nothing could be saved: the agent stops the instance, it never bills unattended
