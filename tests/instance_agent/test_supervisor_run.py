@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tools.s3server import running_s3_server
 from instance_agent import heartbeat as hb
 from instance_agent.datafetch import DataFetchError, DataSpec, fetch_data
 from instance_agent.pipeline import PipelineProcess
@@ -25,6 +24,7 @@ from instance_agent.policy import policy_from_dict
 from instance_agent.rclone import Bucket
 from instance_agent.started import NotStartedError, wait_started
 from instance_agent.supervisor import Supervisor, SupervisorBusyError
+from tools.s3server import running_s3_server
 
 # A stand-in pipeline: prints the contract's markers, writes status, a stage log, a checkpoint; then behaves
 # as $FAKE_MODE says (ok | crash | hang).
