@@ -261,6 +261,17 @@ def controller_gone(world: LocalWorld, res: ChaosResult) -> None:
     res.facts["delete_callers"] = sorted({r["caller"] for r in wait_for("the DELETE in the log", deletes, 60)})
 
 
+def ssh_lost_while_provisioning(world: LocalWorld, res: ChaosResult) -> None:
+    """sshd dies a few seconds into provisioning: no rescue runs for an unreachable host, the last step does."""
+    run = "chaos-ssh-lost"
+    world.emulator.set_faults({"kind": "sshd_dies", "target": {"label": run}, "after_s": 12})
+    since = time.monotonic()
+    out = launch(world, res, "tiny", run, check=False)
+    res.facts["unreachable"] = "UNREACHABLE!" in out
+    res.facts["cleanup_said"] = "Provisioning lost the connection to chaos-ssh-lost" in out
+    wait_billing_ended(world, run, res, since, timeout=240)
+
+
 def budget_without_auto_shutdown(world: LocalWorld, res: ChaosResult) -> None:
     run = "chaos-budget-kept"
     # The budget counts from creation, provisioning included: a loaded machine may spend it before the handover,
@@ -287,6 +298,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[LocalWorld, ChaosResult], None]]] = {
     "tmux_killed": ("`tmux kill-session -t training` mid-run", tmux_killed),
     "controller_gone": ("controller gone right after create (provision never ran)", controller_gone),
     "budget_kept": ("max_runtime_hours reached with auto_shutdown=false", budget_without_auto_shutdown),
+    "ssh_lost_provisioning": ("SSH lost mid-provisioning (sshd dies; the host is unreachable)", ssh_lost_while_provisioning),
 }
 
 

@@ -22,7 +22,7 @@ def chaos(scenarios, name: str) -> ChaosResult:
     res: ChaosResult = record_of(scenarios, f"chaos_{name}").facts["chaos"]
     assert res.billing_ended_s is not None and res.billing_ended_s < GRACE_S, res
     # What happened is readable afterwards: the heartbeat in the bucket (or, without B2, the stopped disk).
-    assert name == "b2_down_at_end" or name == "controller_gone" or res.facts.get("heartbeat"), res
+    assert name in ("b2_down_at_end", "controller_gone", "ssh_lost_provisioning") or res.facts.get("heartbeat"), res
     return res
 
 
@@ -116,3 +116,9 @@ def test_a_budget_reached_with_auto_shutdown_false_ends_gpu_billing(scenarios):
     res = chaos(scenarios, "budget_kept")
     beat = res.facts["heartbeat"]
     assert res.outcome == "stopped" and beat["state"] == "budget_exceeded" and beat["ending"] == "stopped"
+
+
+def test_an_instance_lost_mid_provisioning_is_destroyed_by_the_last_step(scenarios):
+    res = chaos(scenarios, "ssh_lost_provisioning")
+    assert res.facts["unreachable"] and res.facts["cleanup_said"]  # not left to the 30-minute lease
+    assert res.outcome == "destroyed"
