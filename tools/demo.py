@@ -1,6 +1,6 @@
 """`make demo`: a whole launch on this machine, against the local Vast.ai emulator and a local S3 bucket.
 
-1. installs what is missing (apt: openssh-server, rclone, tmux, git, rsync);
+1. installs what is missing (apt: openssh-server, rclone, tmux, git, rsync, e2fsprogs);
 2. starts the emulator and the S3 server (moto) on 127.0.0.1;
 3. pushes the credentials into the account (ansible-playbook playbooks/setup_env.yml);
 4. generates a small Burgers dataset with the project's solver and uploads it (python -m training data --upload);
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tools.world import LocalWorld, local_world
 
-APT_PACKAGES = ("openssh-server", "rclone", "tmux", "git", "rsync")
+APT_PACKAGES = ("openssh-server", "rclone", "tmux", "git", "rsync", "e2fsprogs")  # e2fsprogs: sized instance disks
 
 
 @dataclass(frozen=True)
