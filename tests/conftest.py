@@ -49,8 +49,3 @@ def fresh_emulator(tmp_path_factory: pytest.TempPathFactory, ssh_keypair: SshKey
         handle.register_ssh_key(ssh_keypair.public_key)
         yield handle
 
-
-def pytest_collection_modifyitems(config, items):
-    """The e2e session (one shared world, the longest part of the suite) first: with two workers it then runs
-    beside everything else instead of after it. Every worker orders the same way."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("xdist_group") else 1)

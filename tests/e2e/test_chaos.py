@@ -13,7 +13,7 @@ from e2e_support import record_of
 
 from tools.chaos import ChaosResult
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800), pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 # Seconds from the fault until no GPU bills, beyond which a scenario fails: the stated grace.
 GRACE_S = 300
 

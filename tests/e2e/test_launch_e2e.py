@@ -11,7 +11,7 @@ import re
 import pytest
 from e2e_support import changed_tasks, recap, record_of, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800), pytest.mark.xdist_group("e2e")]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 
 def test_demo_path_runs_to_the_end_and_cleans_up(scenarios, world):
