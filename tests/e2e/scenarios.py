@@ -45,8 +45,8 @@ def budget(world: LocalWorld, rec: Record) -> None:
     """
     sweep = world.root / "budget-sweep.yaml"
     sweep.write_text(yaml.safe_dump({"config": "tiny", "runs": [{"overrides": {"operator.steps": 100000}}]}))
-    # The budget counts from creation (provisioning included): 0.05 h leaves a loaded machine room to start.
-    rec.playbook(world.launch("tiny", "e2e-budget", *ANY_GPU, "-e", f"sweep={sweep}", "-e", "max_runtime_hours=0.05",
+    # The budget counts from creation (provisioning included): 0.1 h leaves a loaded machine room to start.
+    rec.playbook(world.launch("tiny", "e2e-budget", *ANY_GPU, "-e", f"sweep={sweep}", "-e", "max_runtime_hours=0.1",
                               check=False))
     run = "e2e-budget-1"
     world.wait_gone(run, timeout=300)

@@ -14,8 +14,9 @@ from e2e_support import record_of
 from tools.chaos import ChaosResult
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
-# Seconds from the fault until no GPU bills, beyond which a scenario fails: the stated grace.
-GRACE_S = 300
+# Seconds from the fault until no GPU bills, beyond which a scenario fails: the stated grace (on a loaded
+# 2-core CI box running a score of runs side by side; the launch itself counts where the fault is in it).
+GRACE_S = 600
 
 
 def chaos(scenarios, name: str) -> ChaosResult:
@@ -108,7 +109,7 @@ def test_killing_the_tmux_session_breaks_nothing(scenarios):
 def test_a_controller_gone_after_create_is_covered_by_the_lease(scenarios):
     res = chaos(scenarios, "controller_gone")
     assert res.outcome == "destroyed" and res.facts["delete_callers"] == [f"instance:{res.facts['instance_id']}"]
-    assert res.billing_ended_s >= 20  # the 0.4-minute lease (from creation) ran out first
+    assert res.billing_ended_s >= 55  # the 1-minute lease (from creation) ran out first
     assert res.facts["summary_names_the_lease"]  # launch said what ends this instance, not "it destroys itself"
 
 
