@@ -33,7 +33,6 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import paramiko
 
@@ -381,19 +380,7 @@ class Provisioner:
             raise ProvisionError(f"create on offer {offer.id} failed: {exc}", outcome.attempts,
                                  api_error=exc.as_dict()) from None
         self._took(created.id, token, attempt, outcome)
-        self._attach_launch_key(created.id)
         return created.id
-
-    def _attach_launch_key(self, instance_id: int) -> None:
-        """The launch key on the instance itself: a team API key cannot register account keys (POST /ssh/ answers
-        team_ssh_keys_not_supported), so a new instance would have none. Harmless with a personal key."""
-        if not self.wait.ssh_key_file:
-            return
-        try:
-            public = Path(f"{self.wait.ssh_key_file}.pub").expanduser().read_text().strip()
-            self.api.attach_ssh_key(instance_id, public)
-        except Exception as exc:  # the account's keys may still let us in: the SSH wait decides
-            self.log(f"could not attach the launch key to instance {instance_id}: {exc}")
 
     def _took(self, instance_id: int, token: str, attempt: Attempt, outcome: Outcome) -> None:
         attempt.instance_id = instance_id
