@@ -10,27 +10,10 @@ from typing import Any
 
 import yaml
 
-from training.config import ConfigError, config_from_dict, load_config
+from training.config import ConfigError, apply_overrides, config_from_dict, load_config
 from training.paths import atomic_write_bytes
 
 RUN_CONFIG = ".vastkit/run-config.yaml"
-
-
-def apply_overrides(tree: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """`tree` with each `a.b.c: value` set; a key the config does not have is an error naming it."""
-    result = yaml.safe_load(yaml.safe_dump(tree))  # a deep copy of plain data
-    for dotted, value in overrides.items():
-        node, parts = result, dotted.split(".")
-        for depth, part in enumerate(parts):
-            if not isinstance(node, dict) or part not in node:
-                where = ".".join(parts[:depth]) or "the config"
-                allowed = ", ".join(sorted(node)) if isinstance(node, dict) else "(not a section)"
-                raise ConfigError(f"override {dotted}: {where} has no key {part!r}; allowed: {allowed}")
-            if depth == len(parts) - 1:
-                node[part] = value
-            else:
-                node = node[part]
-    return result
 
 
 def write_run_config(base: Path, overrides: dict[str, Any], out: Path) -> bool:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tools import demo
+from tools.chaos import wait_for  # noqa: F401 - one polling helper for the scenarios and the tests
 from tools.world import LocalWorld
 
 TINY_PLAN = demo.TINY_PLAN
@@ -49,17 +48,6 @@ def changed_tasks(output: str, host: str) -> list[str]:
         elif line.startswith(f"changed: [{host}"):
             names.append(task)
     return names
-
-
-def wait_for(what: str, probe: Callable[[], object], timeout: float, poll: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(poll)
 
 
 def bucket_json(world: LocalWorld, key: str) -> dict:
