@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	# torch first, with pip: it takes the CPU build that lies on disk here; uv would fetch a CUDA build.
 	$(VENV)/bin/pip install -q --disable-pip-version-check "torch==2.13.0" "uv>=0.4"
-	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[dev]'
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -19,11 +19,12 @@ venv: $(STAMP)
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# The e2e session (one shared local world, mostly waiting on instances) runs beside the rest of the suite;
-# its report is printed after the rest's, and either failing fails the target.
+# The e2e session (one shared local world, mostly waiting on instances) runs beside the rest of the suite,
+# which runs on two workers (a file's tests stay together: its module fixtures are built once); the e2e
+# report is printed after the rest's, and either failing fails the target.
 test: venv lint
 	@mkdir -p .state; $(PY) -m pytest tests/e2e $(PYTEST_ARGS) > .state/e2e.log 2>&1 & e2e=$$!; \
-	$(PY) -m pytest --ignore=tests/e2e $(PYTEST_ARGS); rest=$$?; \
+	$(PY) -m pytest --ignore=tests/e2e -n 2 --dist loadfile $(PYTEST_ARGS); rest=$$?; \
 	wait $$e2e; e2e_rc=$$?; echo "== tests/e2e =="; cat .state/e2e.log; \
 	exit $$(( rest != 0 || e2e_rc != 0 ))
 

@@ -81,6 +81,9 @@ class BucketSettings:
     bucket: str
 
 
+_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?/?$")
+
+
 def bucket_settings(environ: Mapping[str, str]) -> BucketSettings:
     missing = [name for name in B2_REQUIRED_ENV if not (environ.get(name) or "").strip()]
     if missing:
@@ -90,7 +93,7 @@ def bucket_settings(environ: Mapping[str, str]) -> BucketSettings:
     endpoint = environ["B2_S3_ENDPOINT"].strip().rstrip("/")
     if "://" not in endpoint:
         endpoint = "https://" + endpoint
-    if not endpoint.startswith(("https://", "http://")):
+    if not _ENDPOINT.match(endpoint):
         raise BucketSettingsError(f"B2_S3_ENDPOINT must be a host or URL such as s3.us-west-004.backblazeb2.com, "
                                   f"got {endpoint!r}")
     region = (environ.get("B2_S3_REGION") or "").strip()

@@ -57,7 +57,7 @@ class Ansible:
 def base_env(tmp: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED)}
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_LOCAL_TEMP=str(tmp / "ansible-tmp"),
-               ANSIBLE_SSH_CONTROL_PATH_DIR=str(tmp / "cp"), PYTHONDONTWRITEBYTECODE="1")
+               ANSIBLE_SSH_CONTROL_PATH_DIR=str(tmp / "cp"))
     return env
 
 

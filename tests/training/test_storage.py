@@ -21,14 +21,22 @@ def test_missing_env_lists_every_missing_name_and_no_values():
     with pytest.raises(StorageConfigError) as info:
         StorageSettings.from_env(env)
     message = str(info.value)
-    assert "B2_S3_ENDPOINT" in message and "B2_S3_REGION" in message
+    assert "missing B2_S3_ENDPOINT" in message
+    assert "B2_S3_REGION" not in message  # optional: read from a Backblaze endpoint's host
     assert "id-secret-value" not in message and "app-secret-value" not in message
 
 
-def test_endpoint_must_be_a_url():
-    env = {name: "x" for name in ENV_VARS}
+@pytest.mark.parametrize("endpoint", ["ftp://s3.example.com", "s3 us-west-004", "https://", "https://host/path"])
+def test_endpoint_must_be_a_host_or_url(endpoint):
+    env = {name: "x" for name in ENV_VARS} | {"B2_S3_ENDPOINT": endpoint}
     with pytest.raises(StorageConfigError, match="B2_S3_ENDPOINT"):
         StorageSettings.from_env(env)
+
+
+def test_region_comes_from_a_backblaze_endpoint():
+    env = {name: "x" for name in ENV_VARS} | {"B2_S3_ENDPOINT": "s3.us-west-004.backblazeb2.com", "B2_S3_REGION": ""}
+    settings = StorageSettings.from_env(env)
+    assert settings.endpoint == "https://s3.us-west-004.backblazeb2.com" and settings.region == "us-west-004"
 
 
 def test_settings_repr_hides_credentials(b2_env):
