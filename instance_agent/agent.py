@@ -374,7 +374,14 @@ class Agent:
         path = self.code_dir / hb.HEARTBEAT_NAME
         beat = hb.read_heartbeat(path)
         if beat is None or beat.run_name != run.name:
-            return
+            if not run.outcome:
+                return
+            # The run ended before its supervisor wrote a heartbeat (a budget spent on provisioning): the
+            # bucket still gets one, from the agent's record.
+            beat = hb.Heartbeat(pid=os.getpid(), run_name=run.name, started_at=hb.utc_now(), updated_at=hb.utc_now(),
+                                auto_shutdown=run.auto_shutdown, max_runtime_hours=run.max_runtime_hours,
+                                max_cost=run.max_cost, dph=run.dph or self.state.dph,
+                                created_at=self.state.created_at)
         if run.outcome and not beat.is_final:  # the supervisor could not write its end (a full disk)
             beat.state, beat.synced, beat.error = run.outcome, run.synced, run.error
         beat.ending, beat.ending_reason = ending.action, ending.reason

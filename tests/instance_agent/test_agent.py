@@ -244,6 +244,25 @@ def test_past_the_ceiling_the_agent_kills_what_still_runs(tmp_path, s3):
     assert agent.state.run.outcome == "budget_exceeded" and agent.state.run.synced
 
 
+def test_a_run_handed_over_past_its_ceiling_still_leaves_a_heartbeat_in_the_bucket(tmp_path, s3):
+    """Provisioning spent the whole budget (it counts from creation): the supervisor never writes a heartbeat,
+    yet what happened is readable afterwards, from the bucket."""
+    api = FakeApi(start_date=time.time() - 3600)
+    agent = make_agent(tmp_path, s3, api=api)
+    policy = write_policy(tmp_path, "hang_ignoring_term", run_name="agent-late", max_runtime_hours=0.1,
+                          auto_shutdown=False, ceiling_grace_s=0.5, stop_grace_s=600.0)
+    agent.learn_from_api()  # created an hour ago: the budget of 6 minutes is spent
+    answer = agent.handle("start-run", {"policy": str(policy)})
+    assert answer["ok"], answer
+    os.killpg(agent.supervisor.pid, signal.SIGKILL)  # it never got as far as a heartbeat
+    agent.supervisor.wait()
+    (tmp_path / "code" / contract.HEARTBEAT_FILE).unlink(missing_ok=True)
+    run_until(agent, lambda: api.stopped and agent.state.ending.done)
+    beat = json.loads(s3.read(f"runs/agent-late/{contract.HEARTBEAT_FILE}"))
+    assert beat["run_name"] == "agent-late" and beat["ending"] == "stopped" and beat["ending_reason"]
+    assert beat["state"] == "budget_exceeded" and beat["created_at"] < time.time() - 3000
+
+
 def test_an_unfinished_run_resumes_after_a_container_restart(tmp_path, s3):
     api = FakeApi(start_date=time.time())
     agent = make_agent(tmp_path, s3, api=api)
