@@ -129,6 +129,13 @@ options:
         registered on the account first (M(vast_ssh_key)).
       - Without it, O(wait) stops at C(running).
     type: path
+  attach_ssh_key:
+    description:
+      - Attach the public half of O(ssh_key_file) to each instance this creates. For team API keys, which cannot
+        register account keys (M(vast_ssh_key) returns RV(vast_ssh_key#module:team_key)); with a personal key the
+        account's registered keys decide who gets in.
+    type: bool
+    default: false
   max_attempts:
     description: Most create attempts (offers tried) per label.
     type: int
@@ -501,7 +508,7 @@ class InstanceManager:
 
         journal = Journal(label, api.settings.url) if label and not self.check else None
         return Provisioner(api, wait, search=search, max_attempts=p["max_attempts"], journal=journal,
-                           cancel=self.cancel)
+                           cancel=self.cancel, attach_launch_key=p["attach_ssh_key"] and bool(p["ssh_key_file"]))
 
     def create_spec(self, label: str) -> CreateSpec:
         p = self.params
@@ -609,6 +616,7 @@ def main():
         loading_timeout=dict(type="float", default=600),
         poll_interval=dict(type="float", default=5),
         ssh_key_file=dict(type="path"),
+        attach_ssh_key=dict(type="bool", default=False),
         max_attempts=dict(type="int", default=3),
         create_lookup_window=dict(type="float", default=60),
         **search_argument_spec(),

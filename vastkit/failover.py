@@ -33,6 +33,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import paramiko
 
@@ -204,8 +205,10 @@ class Provisioner:
                  journal: Journal | NoJournal | None = None, cancel: Cancel = NEVER,
                  log: Callable[[str], None] = lambda _msg: None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] | None = None, nap: Callable[[float], None] = time.sleep,
-                 ssh_probe: Callable[[str, int, str, float], None] = ssh_login, launch_id: str | None = None):
+                 ssh_probe: Callable[[str, int, str, float], None] = ssh_login, launch_id: str | None = None,
+                 attach_launch_key: bool = False):
         self.api = api
+        self.attach_launch_key = attach_launch_key
         self.wait = wait
         self.search = search  # excluded machine ids -> offers, best first
         self.max_attempts = max_attempts
@@ -380,7 +383,19 @@ class Provisioner:
             raise ProvisionError(f"create on offer {offer.id} failed: {exc}", outcome.attempts,
                                  api_error=exc.as_dict()) from None
         self._took(created.id, token, attempt, outcome)
+        if self.attach_launch_key:
+            self._attach_launch_key(created.id)
         return created.id
+
+    def _attach_launch_key(self, instance_id: int) -> None:
+        """A team API key cannot register account keys (POST /ssh/ answers team_ssh_keys_not_supported), so a
+        new instance has none of ours: attach the launch key to it. Only then: with a personal key, the account
+        decides which keys get in (a key it does not hold must be refused)."""
+        try:
+            public = Path(f"{self.wait.ssh_key_file}.pub").expanduser().read_text().strip()
+            self.api.attach_ssh_key(instance_id, public)
+        except Exception as exc:  # the SSH wait decides whether we got in after all
+            self.log(f"could not attach the launch key to instance {instance_id}: {exc}")
 
     def _took(self, instance_id: int, token: str, attempt: Attempt, outcome: Outcome) -> None:
         attempt.instance_id = instance_id

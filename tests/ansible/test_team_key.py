@@ -30,3 +30,17 @@ def test_a_team_key_registers_nothing_warns_and_attaches_to_the_instance(ansible
     attached = emulator.api("GET", f"/api/v0/instances/{instance_id}/ssh/").json()["ssh_keys"]
     assert extra.public_key.split()[1] in {k["key"].split()[1] for k in attached}
 
+
+
+def test_a_launch_with_a_team_key_gets_in_with_its_own_launch_key(ansible, emulator, tmp_path):
+    """No account key can be registered with a team key: launch attaches the launch key to each new instance
+    (only then: with a personal key the account decides), so the SSH readiness check (a real login) passes."""
+    launch_key = make_ssh_keypair(tmp_path / "launch")  # registered nowhere before this launch
+    run = ansible.playbook("launch.yml", "-e", "config=tiny", "-e", "provision=false", "-e", "run_name=ctl-team-run",
+                           "-e", f"ssh_key_file={launch_key.private_key}", env={"VAST_API_KEY": emulator.team_key()})
+    assert run.rc == 0, run.out[-3000:]
+    rows = [r for r in emulator.state()["instances"] if r.get("label") == "ctl-team-run"]
+    assert len(rows) == 1 and rows[0]["actual_status"] == "running"
+    attached = emulator.api("GET", f"/api/v0/instances/{rows[0]['id']}/ssh/").json()["ssh_keys"]
+    assert launch_key.public_key.split()[1] in {k["key"].split()[1] for k in attached}
+    emulator.destroy(rows[0]["id"])
