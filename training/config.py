@@ -113,7 +113,11 @@ class EvaluateConfig:
     corr_thresholds: list[float] = field(default_factory=lambda: [0.8, 0.9, 0.95])
     batch_size: int = 64
     plots: bool = True
-    seed: int = 1234  # noise of the diffusion samplers at evaluation
+    seed: int = 1234  # noise of the diffusion samplers at evaluation, and the bootstrap's resampling
+    ensemble_size: int = 8  # samples per stochastic method (ensemble-mean nRMSE, CRPS, spread/skill); 1: none
+    pdebench_initial_step: int = 10  # PDEBench's context frames (its 1D configs' initial_step)
+    bootstrap_resamples: int = 1000  # paired bootstrap over test trajectories, for every interval
+    confidence_level: float = 0.95
 
 
 @dataclass
@@ -237,6 +241,18 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"distill.student_steps: allowed values are 1 and 2, got {bad_steps}")
     if not cfg.diffusion.sigma_min < cfg.distill.mid_sigma < cfg.diffusion.sigma_max:
         raise ConfigError("distill.mid_sigma: must lie between diffusion.sigma_min and diffusion.sigma_max")
+    _validate_evaluate(cfg.evaluate)
+
+
+def _validate_evaluate(evaluate: EvaluateConfig) -> None:
+    for key, least in (("rollout_steps", 1), ("batch_size", 1), ("ensemble_size", 1), ("pdebench_initial_step", 1),
+                       ("bootstrap_resamples", 100)):
+        if getattr(evaluate, key) < least:
+            raise ConfigError(f"evaluate.{key}: must be >= {least}, got {getattr(evaluate, key)}")
+    if not 0.5 <= evaluate.confidence_level < 1:
+        raise ConfigError(f"evaluate.confidence_level: must lie in [0.5, 1), got {evaluate.confidence_level}")
+    if not evaluate.corr_thresholds or not all(0 < t < 1 for t in evaluate.corr_thresholds):
+        raise ConfigError(f"evaluate.corr_thresholds: need one or more values in (0, 1), got {evaluate.corr_thresholds}")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

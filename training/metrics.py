@@ -76,16 +76,28 @@ def pearson_per_sample(pred, true) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CorrelationTime:
-    """First lead at which the sample-mean Pearson correlation falls below `threshold`.
+    """How long the sample-mean Pearson correlation stays above `threshold`.
 
-    `frames` counts steps (lead index + 1) and `time` = frames * dt. If it never falls below within the
-    rollout, `dropped` is False and frames/time are the horizon (a lower bound).
+    `frames` counts the leads before the first one below the threshold, so a prediction that is already
+    decorrelated at lead 1 (persistence on a fast flow) scores 0, as in pdearena; `time` = frames * dt.
+    If it never falls below within the rollout, `dropped` is False and frames/time are the horizon (a
+    lower bound). `pdearena_correlation_steps` is pdearena's own count, which differs only where the
+    curve comes back above the threshold.
     """
 
     threshold: float
     frames: int
     time: float
     dropped: bool
+
+
+def correlation_frames(correlation_by_lead, threshold: float) -> np.ndarray:
+    """Leads before the first one whose correlation is not above `threshold` (the horizon L if none is):
+    [..., L] -> [...]; vectorised over leading axes (e.g. bootstrap resamples). On a curve that only
+    falls this equals pdearena's count of leads above the threshold."""
+    curve = as_numpy(correlation_by_lead)
+    below = curve <= threshold
+    return np.where(below.any(axis=-1), np.argmax(below, axis=-1), curve.shape[-1]).astype(np.float64)
 
 
 def correlation_times(
@@ -98,10 +110,18 @@ def correlation_times(
     horizon = mean_correlation.shape[0]
     result = {}
     for threshold in thresholds:
-        below = np.flatnonzero(mean_correlation < threshold)
-        frames = int(below[0]) + 1 if below.size else horizon
-        result[threshold] = CorrelationTime(threshold, frames, frames * dt, bool(below.size))
+        frames = int(correlation_frames(mean_correlation, threshold))
+        result[threshold] = CorrelationTime(threshold, frames, frames * dt, bool(frames < horizon))
     return result
+
+
+def pdearena_correlation_steps(correlation_by_lead, threshold: float) -> np.ndarray:
+    """pdearena's `time_till_corr_lower_{threshold}`: the number of leads whose sample-mean correlation is
+    strictly above the threshold, `(corr_timesteps > threshold).float().sum()` in
+    pdearena/models/pderefiner.py (validation_epoch_end / test_epoch_end), with the correlation of
+    pdearena/modules/loss.py `pearson_correlation` (population std over space, mean over the batch).
+    Input [..., L] (any leading axes, e.g. bootstrap resamples), output [...] in steps."""
+    return np.sum(as_numpy(correlation_by_lead) > threshold, axis=-1).astype(np.float64)
 
 
 def frmse_bands(pred, true, length: float = 1.0) -> dict[str, float]:

@@ -37,6 +37,11 @@ class BatchDraw:
     def randint(self, high: int) -> torch.Tensor:
         return torch.randint(high, (self.global_batch,), generator=self.generator)[self.rows]
 
+    def rand(self, *shape: int) -> torch.Tensor:
+        """Uniform on [0, 1), e.g. to pick a mixture component per row."""
+        sample = torch.rand((self.global_batch, *shape), generator=self.generator)[self.rows]
+        return sample.to(self.device, non_blocking=True)
+
     def randn(self, *shape: int) -> torch.Tensor:
         sample = torch.randn((self.global_batch, *shape), generator=self.generator)[self.rows]
         return sample.to(self.device, non_blocking=True)

@@ -65,9 +65,9 @@ def test_correlation_time_of_a_drifting_wave():
     np.testing.assert_allclose(pearson_per_sample(pred, true)[0], np.cos(delta * np.arange(1, leads + 1)), atol=1e-12)
     times = correlation_times(pred, true, dt)
     for threshold in (0.8, 0.9, 0.95):
-        first_below = int(np.floor(np.arccos(threshold) / delta)) + 1  # cos(l delta) < threshold
-        assert times[threshold].frames == first_below and times[threshold].dropped
-        assert times[threshold].time == pytest.approx(first_below * dt)
+        above = int(np.floor(np.arccos(threshold) / delta))  # leads l with cos(l delta) > threshold
+        assert times[threshold].frames == above and times[threshold].dropped
+        assert times[threshold].time == pytest.approx(above * dt)
     assert times[0.8].frames > times[0.9].frames > times[0.95].frames
     never = correlation_times(true, true, dt, thresholds=(0.99,))[0.99]
     assert not never.dropped and never.frames == leads and never.time == pytest.approx(leads * dt)
@@ -92,6 +92,7 @@ def test_rollout_metrics_summary_scalars():
     summary = rollout_metrics(pred, true, dt=0.5)
     scalars = summary.scalars("rollout/")
     assert scalars["rollout/nrmse_last"] == pytest.approx(last_frame_nrmse(pred, true))
-    assert scalars["rollout/corr_frames_0.95"] == 4.0 and scalars["rollout/corr_time_0.95"] == 2.0
+    # cos(0.1 l) > 0.95 for l = 1, 2, 3: three leads, 1.5 time units
+    assert scalars["rollout/corr_frames_0.95"] == 3.0 and scalars["rollout/corr_time_0.95"] == 1.5
     assert {"rollout/frmse_low", "rollout/frmse_mid", "rollout/frmse_high"} <= set(scalars)
     assert summary.nrmse_by_lead.shape == (10,)

@@ -1,4 +1,8 @@
-"""Stage 4: EDM diffusion model of the frozen operator's one-step residual, with an EMA copy for sampling."""
+"""Stage 4: EDM diffusion model of the frozen operator's one-step residual, with an EMA copy for sampling.
+
+Its training noise levels cover the levels its sampler visits (models.diffusion.training_sigma). With
+`diffusion.pderefiner.enabled` it first trains PDE-Refiner and its MSE baseline (stages.pderefiner).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ import copy
 
 import torch
 
+from training.config import DiffusionConfig
 from training.context import StageContext, StageResult
 from training.loop import TrainSpec, train
 from training.models.consistency import ema_update
-from training.models.diffusion import ResidualDenoiser, edm_training_loss
+from training.models.diffusion import ResidualDenoiser, edm_training_loss, training_sigma
 from training.schedule import BatchDraw
+from training.stages import pderefiner
 from training.stages.upstream import load_autoencoder, load_latents, load_operator
 from training.surrogates import heun_refiner
 
@@ -42,11 +48,19 @@ def residual_pairs(operator: torch.nn.Module, z: torch.Tensor, device: torch.dev
     return torch.cat(residuals), torch.cat(conds)
 
 
+def noise_levels(draw: BatchDraw, cfg: DiffusionConfig) -> torch.Tensor:
+    """The training noise levels of one step's batch [B] (what the tests check covers the sampler)."""
+    return training_sigma(cfg, draw.randn(), draw.rand(), draw.rand())
+
+
 def run(ctx: StageContext) -> StageResult:
     cfg, device = ctx.cfg, ctx.runtime.device
     autoencoder = load_autoencoder(ctx)
     operator = load_operator(ctx)
     latents = load_latents(ctx, autoencoder.uid)
+    # Before this stage's own final.pt, which marks the whole stage finished.
+    extra_metrics = (pderefiner.train_all(ctx, latents["train"], autoencoder.uid)
+                     if cfg.diffusion.pderefiner.enabled else {})
     residual, cond = residual_pairs(operator.model, latents["train"], device, cfg.diffusion.cond_unroll)
     residual_std = residual.std().clamp_min(1e-8)
     x0 = residual / residual_std  # unit std, so sigma_data = 1
@@ -57,14 +71,16 @@ def run(ctx: StageContext) -> StageResult:
 
     def loss_fn(net: torch.nn.Module, draw: BatchDraw) -> torch.Tensor:
         rows = draw.randint(x0.shape[0]).to(device)
-        return edm_training_loss(net, x0[rows], cond[rows], draw.randn(), draw.randn(*item_shape), cfg.diffusion)
+        return edm_training_loss(net, x0[rows], cond[rows], noise_levels(draw, cfg.diffusion),
+                                 draw.randn(*item_shape))
 
     spec = TrainSpec(stage=STAGE, kind=STAGE, loop=cfg.diffusion, model=model, loss_fn=loss_fn,
                      aux_modules={"ema": ema}, after_step=lambda: ema_update(ema, model, cfg.diffusion.ema_decay),
                      upstream={"autoencoder": autoencoder.uid, "operator": operator.uid}, seed_salt=4)
     outcome = train(ctx, spec)
     metrics = {"final_loss": outcome.final_loss, "first_loss": outcome.first_loss,
-               "residual_std": float(residual_std), **refinement_check(ctx, operator.model, ema, latents["val"])}
+               "residual_std": float(residual_std), **extra_metrics,
+               **refinement_check(ctx, operator.model, ema, latents["val"])}
     ctx.tracker.line(
         f"[{STAGE}] one-step latent MSE (val): operator {metrics['val_latent_mse_operator']:.4e}, "
         f"operator+diffusion {metrics['val_latent_mse_refined']:.4e}"

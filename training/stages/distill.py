@@ -1,4 +1,8 @@
-"""Stage 5: consistency distillation of the diffusion model (EMA teacher) into a 1-2 step student."""
+"""Stage 5: consistency distillation of the diffusion model's procedure (EMA teacher) into a 1-2 evaluation student.
+
+The teacher is scored as "estimate at sigma_max, re-noise to refine_sigma, Heun"; the student learns that
+procedure (see models.consistency), so it is scored for the sampler it was distilled from.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,14 @@ from training.loop import TrainSpec, train
 from training.models.consistency import (
     ConsistencyStudent,
     consistency_distillation_loss,
+    distill_schedule,
     ema_update,
-    teacher_schedule,
+    refines,
+    student_refiner,
 )
 from training.schedule import BatchDraw
 from training.stages.diffusion import residual_pairs
 from training.stages.upstream import load_autoencoder, load_diffusion, load_latents, load_operator
-from training.surrogates import student_refiner
 
 STAGE = "distill"
 
@@ -36,15 +41,18 @@ def run(ctx: StageContext) -> StageResult:
     student = ConsistencyStudent(copy.deepcopy(teacher.model.net), cfg.diffusion.sigma_min).to(device)
     student.net.requires_grad_(True)
     target = copy.deepcopy(student).requires_grad_(False)
-    schedule = teacher_schedule(cfg.distill.num_scales, cfg.diffusion.sigma_min, cfg.diffusion.sigma_max,
-                                cfg.diffusion.rho).to(device)
+    schedule = distill_schedule(cfg.diffusion, cfg.distill.num_scales).to(device)
     item_shape = tuple(x0.shape[1:])
+    keep_estimate = refines(cfg.diffusion)
 
     def loss_fn(net: torch.nn.Module, draw: BatchDraw) -> torch.Tensor:
         rows = draw.randint(x0.shape[0]).to(device)
         index = draw.randint(cfg.distill.num_scales - 1).to(device)
+        noise = draw.randn(*item_shape)
+        # A refining teacher's procedure starts with its estimate from pure noise: the student keeps it.
+        estimate_noise = draw.randn(*item_shape) if keep_estimate else None
         return consistency_distillation_loss(net, target, teacher.model, x0[rows], cond[rows], schedule, index,
-                                             draw.randn(*item_shape))
+                                             noise, estimate_noise, cfg.diffusion.sigma_max)
 
     spec = TrainSpec(stage=STAGE, kind=STAGE, loop=cfg.distill, model=student, loss_fn=loss_fn,
                      aux_modules={"target": target},
@@ -74,7 +82,7 @@ def student_check(ctx: StageContext, operator: torch.nn.Module, student: torch.n
     channels = residual.shape[1]
     out = {"val_latent_mse_operator": float((residual**2).mean())}
     for steps in ctx.cfg.distill.student_steps:
-        refine = student_refiner(student, residual_std, steps, ctx.cfg.diffusion.sigma_max, ctx.cfg.distill.mid_sigma)
+        refine = student_refiner(student, residual_std, steps, ctx.cfg.diffusion, ctx.cfg.distill.mid_sigma)
         generator = torch.Generator(device=device).manual_seed(ctx.cfg.evaluate.seed)
         refined = refine(cond[:, :channels], cond[:, channels:], generator)
         out[f"val_latent_mse_student_{steps}"] = float(((residual - refined) ** 2).mean())

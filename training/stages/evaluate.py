@@ -2,7 +2,11 @@
 
 Methods: persistence, an FNO (neuraloperator) trained here on the same data and step budget as the
 operator, the operator alone, operator + diffusion refinement (Heun), operator + distilled student
-(1 and 2 steps). Writes metrics/metrics.json, metrics/metrics.md and PNG plots, and logs them to W&B.
+(1 and 2 steps), and PDE-Refiner with its MSE baseline when enabled. Each is scored twice: our protocol
+(from frame 0, `rollout_steps` leads) and PDEBench's (`pdebench_initial_step` context frames, the rest of
+the trajectory predicted); stochastic methods also as an ensemble of `ensemble_size` samples. Every
+number carries a paired bootstrap interval over test trajectories. Writes metrics/metrics.json,
+metrics/metrics.md, metrics/per_trajectory.npz and PNG plots, and logs them to W&B.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import torch
 from training.context import StageContext, StageResult
 from training.datafiles import load_split
 from training.loop import TrainSpec, train
-from training.metrics_report import MethodMetrics, compute_method_metrics, write_reports
+from training.metrics_pdebench import pdebench_metrics, predicted_frames, with_context
+from training.metrics_report import MethodMetrics, comparison_plan, comparisons, method_metrics, write_reports
+from training.metrics_scoring import Scored, Scorer, ScoringSpec, score_components, statistics
 from training.models.diffusion import refine_evaluations
 from training.models.fno import FNOStepper
 from training.pushforward import pushforward_loss
@@ -32,6 +38,7 @@ from training.surrogates import (
 )
 
 STAGE = "evaluate"
+DECLARED_BASELINES = {"pderefiner": "pderefiner-mse"}  # PDE-Refiner against its same-backbone MSE network
 
 
 def train_fno(ctx: StageContext, train_u: torch.Tensor) -> tuple[FNOStepper, dict]:
@@ -85,22 +92,68 @@ def build_methods(ctx: StageContext, fno: FNOStepper) -> tuple[list[Surrogate], 
 
 @dataclass
 class Predictions:
-    rollout: torch.Tensor  # [N, S + 1, X]
-    one_step: torch.Tensor  # [N, T - 1, X], from true frames
+    rollouts: torch.Tensor  # [M, N, S + 1, X] from frame 0; member 0 is the single-sample forecast
+    pdebench: torch.Tensor  # [M, N, T - initial_step + 1, X] from frame initial_step - 1
+    one_step: torch.Tensor  # [N, T' - 1, X], from true frames
     wall_s: float
+
+    @property
+    def rollout(self) -> torch.Tensor:
+        return self.rollouts[0]
+
+
+def is_stochastic(method: Surrogate) -> bool:
+    """A method that samples noise: a `stochastic` attribute if it has one, else whether it has a refiner."""
+    return bool(getattr(method, "stochastic", getattr(method, "refiner", None) is not None))
+
+
+def _rollout(method: Surrogate, u0: torch.Tensor, steps: int, device: torch.device, batch_size: int) -> torch.Tensor:
+    return torch.cat([method.rollout(u0[i : i + batch_size].to(device), steps).cpu()
+                      for i in range(0, u0.shape[0], batch_size)])
 
 
 @torch.no_grad()
-def predict(method: Surrogate, u: torch.Tensor, steps: int, device: torch.device, batch_size: int) -> Predictions:
+def predict(method: Surrogate, u: torch.Tensor, steps: int, device: torch.device, batch_size: int, *,
+            trajectories: torch.Tensor | None = None, initial_step: int = 1, members: int = 1) -> Predictions:
+    """Rollouts of u [N, >= steps + 1, X] from frame 0 and of `trajectories` [N, T, X] (default u) from frame
+    initial_step - 1 to its end; `members` samples each if the method is stochastic."""
     started = time.perf_counter()
-    if isinstance(method, LatentSurrogate):
-        method.reset_noise()  # every method sees the same noise stream, whatever ran before
-    rollout = torch.cat([method.rollout(u[i : i + batch_size, 0].to(device), steps).cpu()
-                         for i in range(0, u.shape[0], batch_size)])
-    inputs = u[:, :-1].reshape(-1, u.shape[-1])
+    trajectories = u if trajectories is None else trajectories
+    members = members if is_stochastic(method) else 1
+    reset = getattr(method, "reset_noise", None)
+    if reset is not None:
+        reset()  # every method sees the same noise stream, whatever ran before; members continue it
+    ours = torch.stack([_rollout(method, u[:, 0], steps, device, batch_size) for _ in range(members)])
+    tail = trajectories.shape[1] - initial_step
+    pdebench = torch.stack([_rollout(method, trajectories[:, initial_step - 1], tail, device, batch_size)
+                            for _ in range(members)])
+    inputs = u[:, :steps].reshape(-1, u.shape[-1])
     one = torch.cat([method.one_step(inputs[i : i + batch_size].to(device)).cpu()
                      for i in range(0, inputs.shape[0], batch_size)])
-    return Predictions(rollout, one.reshape(u.shape[0], u.shape[1] - 1, -1), time.perf_counter() - started)
+    return Predictions(ours, pdebench, one.reshape(u.shape[0], steps, -1), time.perf_counter() - started)
+
+
+def scoring_spec(cfg_thresholds: list[float], test_x: torch.Tensor, dt: float, initial_step: int,
+                 frames: int) -> ScoringSpec:
+    """Periodic grid x_j = x_0 + j dx: the domain length (PDEBench's Lx) is X dx."""
+    n_points = int(test_x.shape[0])
+    length = float(test_x[1] - test_x[0]) * n_points if n_points > 1 else 1.0
+    return ScoringSpec(dt=dt, length=length, n_points=n_points, thresholds=tuple(cfg_thresholds),
+                       initial_step=initial_step, frames=frames)
+
+
+def score(method: Surrogate, preds: Predictions, u: torch.Tensor, trajectories: torch.Tensor, spec: ScoringSpec,
+          scorer: Scorer) -> tuple[MethodMetrics, Scored, dict]:
+    """One method's record, its scored statistics and its per-trajectory components."""
+    parts = score_components(preds.rollouts, u, preds.one_step, trajectories, preds.pdebench, spec.initial_step)
+    members = int(preds.rollouts.shape[0])
+    scored = scorer.score(parts, statistics(spec, members))
+    whole = with_context(trajectories, preds.pdebench[0], spec.initial_step)
+    max_error = pdebench_metrics(whole, trajectories, spec.initial_step, spec.length)["pdebench_maxError"]
+    record = method_metrics(method.name, scored, scorer, spec, nrmse_vs_lead=list(parts["nrmse_lead"].mean(axis=0)),
+                            evaluations_per_step=method.evaluations_per_step, members=members,
+                            stochastic=is_stochastic(method), max_error=max_error, wall_s=preds.wall_s)
+    return record, scored, parts
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -112,28 +165,43 @@ def run(ctx: StageContext) -> StageResult:
         return StageResult(STAGE, steps=fno_info["steps"])
     methods, upstream = build_methods(ctx, fno)
     test = load_split(cfg, ctx.data, "test")
-    steps = cfg.evaluate.rollout_steps
-    u = test.u[:, : steps + 1]
+    evaluate = cfg.evaluate
+    steps = evaluate.rollout_steps
+    u, trajectories = test.u[:, : steps + 1], test.u
+    predicted_frames(trajectories.shape[1], evaluate.pdebench_initial_step)  # a clear error before any rollout
+    spec = scoring_spec(evaluate.corr_thresholds, test.x, test.dt, evaluate.pdebench_initial_step,
+                        int(trajectories.shape[1]))
+    scorer = Scorer(int(u.shape[0]), evaluate.bootstrap_resamples, evaluate.confidence_level, evaluate.seed)
     results: dict[str, MethodMetrics] = {}
     rollouts: dict[str, torch.Tensor] = {}
+    scored: dict[str, Scored] = {}
+    components: dict[str, dict] = {}
     for index, method in enumerate(methods):
         ctx.tracker.step(index, len(methods))
-        preds = predict(method, u, steps, runtime.device, cfg.evaluate.batch_size)
-        results[method.name] = compute_method_metrics(
-            method.name, preds.rollout, u, preds.one_step, test.dt, cfg.evaluate.corr_thresholds,
-            evaluations_per_step=method.evaluations_per_step, wall_s=preds.wall_s,
-        )
+        preds = predict(method, u, steps, runtime.device, evaluate.batch_size, trajectories=trajectories,
+                        initial_step=evaluate.pdebench_initial_step, members=evaluate.ensemble_size)
+        results[method.name], scored[method.name], components[method.name] = score(
+            method, preds, u, trajectories, spec, scorer)
         rollouts[method.name] = preds.rollout
         ctx.tracker.line(f"[{STAGE}] {results[method.name].summary_line()}")
         if index == 1:
             ctx.maybe_fail(STAGE, f"after evaluating {method.name}")
+    declared = {m.name: getattr(m, "baseline", None) or DECLARED_BASELINES.get(m.name) for m in methods}
+    plan = comparison_plan([m.name for m in methods], declared, spec.thresholds,
+                           {name: r.stochastic for name, r in results.items()})
+    ratios = comparisons(plan, scored, scorer)
     recon = reconstruction_nrmse(load_autoencoder(ctx).model, u, runtime.device, cfg.evaluate.batch_size)
     extra = {"autoencoder_recon_nrmse_test": recon, "fno_training": fno_info,
-             "test_trajectories": int(u.shape[0]), "rollout_steps": steps, "dt": test.dt}
-    files = write_reports(ctx.paths.metrics, results, rollouts, u, test.x, test.dt, extra,
-                          plots_enabled=cfg.evaluate.plots)
+             "test_trajectories": int(u.shape[0]), "rollout_steps": steps, "dt": test.dt,
+             "scoring": spec.as_dict(), "ensemble_size": evaluate.ensemble_size,
+             "bootstrap_resamples": evaluate.bootstrap_resamples, "confidence_level": evaluate.confidence_level,
+             "bootstrap_seed": evaluate.seed}
+    files = write_reports(ctx.paths.metrics, results, ratios, rollouts, u, test.x, test.dt, extra,
+                          components=components, plots_enabled=evaluate.plots)
     for path in files:
         ctx.checkpoints.upload_file(path, f"metrics/{path.name}")
+    ctx.tracker.wandb.summary({f"{STAGE}/ratio/{c.method}/{c.baseline}/{c.metric}/{part}": value for c in ratios
+                               for part, value in (("ratio", c.ratio), ("low", c.low), ("high", c.high))})
     ctx.tracker.wandb.summary({f"{STAGE}/{name}/{key}": value for name, metric in results.items()
                                for key, value in metric.scalars().items()})
     ctx.tracker.wandb.log_images({f"{STAGE}/{p.stem}": p for p in files if p.suffix == ".png"})
