@@ -74,6 +74,25 @@ class OperatorConfig(TrainLoopConfig):
 
 
 @dataclass
+class PDERefinerConfig(TrainLoopConfig):
+    """PDE-Refiner proper (Lippe et al. 2023), trained by the diffusion stage beside the residual refiner.
+
+    One network predicts z_{t+1} from z_t (k = 0, MSE) and refines it over `levels` noise levels
+    sigma_k = min_noise^(k/levels); `mse_baseline` also trains the same backbone on k = 0 alone, the
+    paper's control. Nested under `diffusion` so the stage's checkpoint checks cover these keys too.
+    """
+
+    enabled: bool = False
+    levels: int = 3  # K: refinement levels (K + 1 network evaluations per time step)
+    min_noise: float = 4.0e-7  # sigma_K, in units of the unit-std one-step change (pdearena's default)
+    width: int = 128  # backbone: set it to the operator's for a like-for-like comparison
+    blocks: int = 4
+    kernel_size: int = 5
+    ema_decay: float = 0.995
+    mse_baseline: bool = True
+
+
+@dataclass
 class DiffusionConfig(TrainLoopConfig):
     width: int = 128
     blocks: int = 4
@@ -83,10 +102,15 @@ class DiffusionConfig(TrainLoopConfig):
     rho: float = 7.0
     p_mean: float = -1.2  # log-normal training noise distribution
     p_std: float = 1.2
+    # Training noise levels: this share log-uniform on [sigma_min, sigma_max], this share exactly the
+    # sampler's levels, the rest EDM's log-normal (see models.diffusion.training_sigma for why).
+    sigma_uniform_weight: float = 0.3
+    sigma_sampler_weight: float = 0.2
     sample_steps: int = 4  # Heun refinement steps at evaluation
     refine_sigma: float = 0.2  # refinement starts here (PDE-Refiner); >= sigma_max: sample from pure noise
     ema_decay: float = 0.999
     cond_unroll: int = 1  # also train on the operator's own 1..n-1 step predictions as previous state
+    pderefiner: PDERefinerConfig = field(default_factory=PDERefinerConfig)
 
 
 @dataclass
@@ -236,6 +260,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"diffusion.cond_unroll: must be >= 1, got {cfg.diffusion.cond_unroll}")
     if cfg.diffusion.sample_steps < 1 or cfg.distill.num_scales < 2:
         raise ConfigError("diffusion.sample_steps must be >= 1 and distill.num_scales >= 2")
+    _validate_noise_mixture(cfg.diffusion)
+    _validate_pderefiner(cfg.diffusion.pderefiner)
     bad_steps = [s for s in cfg.distill.student_steps if s not in (1, 2)]
     if bad_steps:
         raise ConfigError(f"distill.student_steps: allowed values are 1 and 2, got {bad_steps}")
@@ -253,6 +279,31 @@ def _validate_evaluate(evaluate: EvaluateConfig) -> None:
         raise ConfigError(f"evaluate.confidence_level: must lie in [0.5, 1), got {evaluate.confidence_level}")
     if not evaluate.corr_thresholds or not all(0 < t < 1 for t in evaluate.corr_thresholds):
         raise ConfigError(f"evaluate.corr_thresholds: need one or more values in (0, 1), got {evaluate.corr_thresholds}")
+
+
+def _validate_noise_mixture(diffusion: DiffusionConfig) -> None:
+    weights = {"sigma_uniform_weight": diffusion.sigma_uniform_weight,
+               "sigma_sampler_weight": diffusion.sigma_sampler_weight}
+    for key, weight in weights.items():
+        if not 0.0 <= weight <= 1.0:
+            raise ConfigError(f"diffusion.{key}: must lie in [0, 1], got {weight}")
+    if sum(weights.values()) > 1.0:
+        raise ConfigError("diffusion.sigma_uniform_weight + diffusion.sigma_sampler_weight: must be <= 1 "
+                          f"(the rest is log-normal), got {sum(weights.values())}")
+
+
+def _validate_pderefiner(refiner: PDERefinerConfig) -> None:
+    where = "diffusion.pderefiner"
+    for key in ("steps", "batch_size", "ckpt_every", "log_every", "levels", "width", "blocks", "kernel_size"):
+        if getattr(refiner, key) < 1:
+            raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(refiner, key)}")
+    if refiner.lr <= 0:
+        raise ConfigError(f"{where}.lr: must be > 0, got {refiner.lr}")
+    if not 0.0 < refiner.min_noise < 1.0:
+        raise ConfigError(f"{where}.min_noise: must lie in (0, 1) (sigma_k = min_noise^(k/levels) decreases), "
+                          f"got {refiner.min_noise}")
+    if not 0.0 <= refiner.ema_decay < 1.0:
+        raise ConfigError(f"{where}.ema_decay: must lie in [0, 1), got {refiner.ema_decay}")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

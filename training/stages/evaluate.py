@@ -22,10 +22,12 @@ from training.loop import TrainSpec, train
 from training.metrics_pdebench import pdebench_metrics, predicted_frames, with_context
 from training.metrics_report import MethodMetrics, comparison_plan, comparisons, method_metrics, write_reports
 from training.metrics_scoring import Scored, Scorer, ScoringSpec, score_components, statistics
+from training.models.consistency import student_refiner
 from training.models.diffusion import refine_evaluations
 from training.models.fno import FNOStepper
 from training.pushforward import pushforward_loss
 from training.schedule import BatchDraw
+from training.stages import pderefiner
 from training.stages.autoencoder import reconstruction_nrmse
 from training.stages.upstream import load_autoencoder, load_diffusion, load_operator, load_student
 from training.surrogates import (
@@ -34,7 +36,6 @@ from training.surrogates import (
     PhysicalStepper,
     Surrogate,
     heun_refiner,
-    student_refiner,
 )
 
 STAGE = "evaluate"
@@ -83,10 +84,13 @@ def build_methods(ctx: StageContext, fno: FNOStepper) -> tuple[list[Surrogate], 
             student = load_student(ctx)
             upstream["distill"] = student.uid
             for steps in cfg.distill.student_steps:
-                refine = student_refiner(student.model, diffusion.model.residual_std, steps,
-                                         cfg.diffusion.sigma_max, cfg.distill.mid_sigma)
+                refine = student_refiner(student.model, diffusion.model.residual_std, steps, cfg.diffusion,
+                                         cfg.distill.mid_sigma)
                 methods.append(LatentSurrogate(f"operator+student{steps}", autoencoder.model, operator.model,
                                                refiner=refine, refiner_evaluations=steps, seed=cfg.evaluate.seed))
+        refiners, uids = pderefiner.methods(ctx, autoencoder.model)  # none unless diffusion.pderefiner.enabled
+        methods += refiners
+        upstream.update(uids)
     return methods, upstream
 
 
