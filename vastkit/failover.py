@@ -42,7 +42,7 @@ from vastkit.errors import VastAPIError
 from vastkit.interrupts import NEVER, Cancel, Interrupted
 from vastkit.journal import CREATE_TOKEN_ENV, PENDING_GRACE_S, Journal, launch_of
 from vastkit.records import Instance, Offer
-from vastkit.retry import is_transient
+from vastkit.retry import Deadline, is_transient
 from vastkit.waiting import (
     FAILED,
     GONE,
@@ -177,23 +177,6 @@ def ssh_login(host: str, port: int, key_file: str, timeout: float) -> None:
     ssh_handshake(SshTarget(host, port, key_file=key_file), timeout=timeout)
 
 
-class _Clock:
-    """A deadline on an injectable clock (unit tests run the failover without waiting)."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float]):
-        self.seconds = seconds
-        self._clock = clock
-        self.end = clock() + seconds
-
-    @property
-    def remaining(self) -> float:
-        return max(0.0, self.end - self._clock())
-
-    @property
-    def expired(self) -> bool:
-        return self.remaining <= 0
-
-
 class Provisioner:
     """One label's lifecycle against one client. Not thread-safe: one per label.
 
@@ -229,7 +212,7 @@ class Provisioner:
         outcome = outcome or Outcome(instance=None)
         excluded = set(excluded_machines or ())
         tried_offers: set = set()
-        overall = _Clock(self.wait.wait_timeout, self.clock)
+        overall = Deadline(self.wait.wait_timeout, self.clock)
         known_before = {i.id for i in self._labelled(spec.label) if not is_gone(i)}
         while len([a for a in outcome.attempts if a.action == "create"]) < self.max_attempts:
             self.cancel.check()
@@ -296,7 +279,7 @@ class Provisioner:
             return self.api.get_instance(instance.id)
         # A just-started instance may read stopped or exited until the host picks the start up: only the
         # deadline decides here.
-        back = self._wait_usable(instance.id, attempt, _Clock(self.wait.wait_timeout, self.clock),
+        back = self._wait_usable(instance.id, attempt, Deadline(self.wait.wait_timeout, self.clock),
                                  fail_fast=False)
         attempt.seconds = round(self.clock() - started, 1)
         if back is None:
@@ -314,7 +297,7 @@ class Provisioner:
             attempt.outcome = instance.actual_status or "pending"
             return instance
         started = self.clock()
-        ready = self._wait_usable(instance.id, attempt, _Clock(self.wait.wait_timeout, self.clock))
+        ready = self._wait_usable(instance.id, attempt, Deadline(self.wait.wait_timeout, self.clock))
         attempt.seconds = round(self.clock() - started, 1)
         if ready is None:
             raise ProvisionError(
@@ -326,7 +309,7 @@ class Provisioner:
     def destroy_verified(self, instance_id: int) -> bool:
         """Destroy and poll until the API no longer shows it alive. True if this call destroyed it."""
         destroyed = self.api.destroy_instance(instance_id)
-        deadline = _Clock(DESTROY_VERIFY_S, self.clock)
+        deadline = Deadline(DESTROY_VERIFY_S, self.clock)
         while True:
             current = self.api.get_instance(instance_id)
             if is_gone(current):
@@ -403,10 +386,10 @@ class Provisioner:
         outcome.created_ids.append(instance_id)
         self.journal.created(token, instance_id)
 
-    def _wait_usable(self, instance_id: int, attempt: Attempt, overall: _Clock, *,
+    def _wait_usable(self, instance_id: int, attempt: Attempt, overall: Deadline, *,
                      fail_fast: bool = True) -> Instance | None:
         """Running within loading_timeout and SSH-reachable; None (with attempt.outcome set) otherwise."""
-        budget = _Clock(max(1.0, min(self.wait.loading_timeout, overall.remaining)), self.clock)
+        budget = Deadline(max(1.0, min(self.wait.loading_timeout, overall.remaining)), self.clock)
         last_api_error: VastAPIError | None = None
         last_ssh: BaseException | None = None
         current: Instance | None = None
@@ -554,7 +537,7 @@ class Provisioner:
         return self.api.list_instances(label=label)
 
     def _find_token(self, label: str, token: str, window: float, *, cancellable: bool = True) -> Instance | None:
-        deadline = _Clock(window, self.clock)
+        deadline = Deadline(window, self.clock)
         while True:
             for instance in self._labelled(label):
                 if instance.tags.get(CREATE_TOKEN_ENV) == token and not is_gone(instance):
