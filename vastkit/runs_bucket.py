@@ -52,8 +52,13 @@ class RunBucket:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RunBucket:
-        """Raises run_contract.BucketSettingsError (naming the missing variables) when B2_* is incomplete."""
-        return cls(contract.bucket_settings(os.environ if environ is None else environ))
+        """Raises run_contract.BucketSettingsError (naming the variables, never their values) when B2_* is
+        incomplete or malformed."""
+        environ = os.environ if environ is None else environ
+        try:
+            return cls(contract.bucket_settings(environ))
+        except contract.BucketSettingsError as exc:
+            raise contract.BucketSettingsError(redact(str(exc), environ)) from None
 
     def where(self, run: str, key: str = "") -> str:
         return f"s3://{self.bucket}/{contract.run_prefix(run)}/{key}"
@@ -119,6 +124,16 @@ class RunBucket:
 
     def _errors(self, what: str, key: str):
         return _BucketErrors(self.bucket, what, key)
+
+
+def redact(text: str, environ: Mapping[str, str]) -> str:
+    """`text` with every B2_* value replaced by its name: this output ends up in logs and CI transcripts."""
+    for name in contract.B2_ENV:
+        raw = (environ.get(name) or "").strip()
+        for value in sorted({raw, raw.rstrip("/")}, key=len, reverse=True):
+            if len(value) >= 3:
+                text = text.replace(value, f"${name}")
+    return text
 
 
 class _Missing(Exception):

@@ -59,7 +59,7 @@ def test_status_and_logs_of_a_run(ansible, emulator, ssh_keypair, tmp_path):
     status = ansible.playbook("playbooks/status.yml", "-e", "run=ctl-ops", "-e", "lines=3")
     assert status.rc == 0, status.out
     assert f"ctl-ops: instance {row['id']} running" in status.out
-    assert "training: running, stage operator, step 120/400, loss 0.0123, eta 33 s" in status.out
+    assert "training: running, stage operator, step 120/400, loss 0.0123, eta 0:01" in status.out  # h:mm
     assert "W&B: https://wandb.ai/team/universal-simulator/runs/abc123" in status.out
     assert "cost so far ~$" in status.out  # the live cost (age x $/h); test_status_heartbeat.py checks it
     assert "step 29 loss 0.0333" in status.out and "step 26 loss" not in status.out  # the last 3 lines

@@ -296,3 +296,13 @@ def _wait_for(check, said, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("\n".join(said))
         time.sleep(0.1)
+
+
+def test_a_malformed_b2_setting_is_named_never_shown(monkeypatch, capsys):
+    sentinel = "sentinel0b2endpoint0c0ffee"
+    for name, value in {"B2_KEY_ID": "sentinel0keyid", "B2_APP_KEY": "sentinel0appkey", "B2_BUCKET": "b",
+                        "B2_S3_ENDPOINT": f"http://127.0.0.1:1/{sentinel}"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["results", "day2-any"]) == 2
+    err = capsys.readouterr().err
+    assert "B2_S3_ENDPOINT must be a host or URL" in err and "$B2_S3_ENDPOINT" in err and sentinel not in err
