@@ -24,15 +24,22 @@ class ConfigError(ValueError):
     """The configuration file is malformed; the message names the key and what is allowed."""
 
 
+# The PDEs the pipeline trains on; a data file names its own in the `equation` attribute (training.data.layout).
+EQUATION_BURGERS = "burgers"  # 1D viscous Burgers, PDEBench's convention (diffusion nu / pi on [0, 1))
+EQUATION_KS = "ks"  # 1D Kuramoto-Sivashinsky u_t = -u u_x - u_xx - u_xxxx on [0, L)
+EQUATIONS = (EQUATION_BURGERS, EQUATION_KS)
+
+
 @dataclass
 class DataConfig:
     """Which files to train on; the Ansible `data` role reads `remote_prefix` and the file lists."""
 
     remote_prefix: str = "datasets/burgers1d_nu0.01"  # bucket prefix the files live under
+    equation: str = EQUATION_BURGERS  # which PDE the files hold, one of EQUATIONS
     train: list[str] = field(default_factory=lambda: ["burgers1d_train_000.h5"])
     val: list[str] = field(default_factory=lambda: ["burgers1d_val_000.h5"])
     test: list[str] = field(default_factory=lambda: ["burgers1d_test_000.h5"])
-    nu: float = 0.01  # expected PDEBench viscosity; a file that says otherwise is an error
+    nu: float | None = 0.01  # expected PDEBench viscosity (Burgers; null for KS); a file that differs is an error
     t_stride: int = 5  # keep every t_stride-th stored frame (PDEBench 201 -> 41 frames)
     x_stride: int = 8  # keep every x_stride-th grid point
     max_frames: int | None = None  # frames read before t_stride (None: all)
@@ -244,6 +251,7 @@ def validate(cfg: Config) -> None:
                 raise ConfigError(f"{section}.{key}: must be >= 1, got {getattr(loop, key)}")
         if loop.lr <= 0:
             raise ConfigError(f"{section}.lr: must be > 0, got {loop.lr}")
+    _validate_equation(cfg.data)
     for key in ("t_stride", "x_stride"):
         if getattr(cfg.data, key) < 1:
             raise ConfigError(f"data.{key}: must be >= 1, got {getattr(cfg.data, key)}")
@@ -304,6 +312,15 @@ def _validate_pderefiner(refiner: PDERefinerConfig) -> None:
                           f"got {refiner.min_noise}")
     if not 0.0 <= refiner.ema_decay < 1.0:
         raise ConfigError(f"{where}.ema_decay: must lie in [0, 1), got {refiner.ema_decay}")
+
+
+def _validate_equation(data: DataConfig) -> None:
+    if data.equation not in EQUATIONS:
+        raise ConfigError(f"data.equation: expected one of {', '.join(EQUATIONS)}, got {data.equation!r}")
+    if data.equation == EQUATION_BURGERS and not (data.nu is not None and data.nu > 0):
+        raise ConfigError(f"data.nu: Burgers needs its viscosity, a number > 0, got {data.nu!r}")
+    if data.equation == EQUATION_KS and data.nu is not None:
+        raise ConfigError(f"data.nu: the KS equation has no viscosity; set data.nu: null, got {data.nu!r}")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:

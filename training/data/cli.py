@@ -1,4 +1,4 @@
-"""`python -m training data ...`: generate Burgers shards (+ manifest), optionally upload them to B2."""
+"""`python -m training data ...`: generate Burgers or KS shards (+ manifest), optionally upload them to B2."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from training.config import EQUATION_BURGERS, EQUATION_KS, EQUATIONS
 from training.data.errors import DataFileError
-from training.data.generate import GenerationSpec, ShardResult, generate_dataset
+from training.data.generate import DatasetSpec, GenerationSpec, ShardResult, generate_dataset
+from training.data.ks_dataset import KsSpec
 from training.data.layout import MANIFEST_NAME, SPLITS
 from training.data.spectral_solver import StepControl
 
@@ -15,9 +17,18 @@ from training.data.spectral_solver import StepControl
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training data",
-        description="Generate 1D viscous Burgers trajectories (PDEBench layout) with a spectral ETDRK4 solver.",
+        description="Generate 1D viscous Burgers (default) or Kuramoto-Sivashinsky trajectories in PDEBench's "
+                    "layout with a spectral ETDRK4 solver.",
     )
-    parser.add_argument("--nu", type=_positive_float, required=True, help="viscosity parameter (diffusion nu/pi)")
+    parser.add_argument(
+        "--equation", choices=EQUATIONS, default=EQUATION_BURGERS,
+        help="burgers (default): u_t + (u^2/2)_x = (nu/pi) u_xx on [0, 1); ks: u_t = -u u_x - u_xx - u_xxxx "
+             "on [0, L), PDE-Refiner's setup",
+    )
+    parser.add_argument(
+        "--nu", type=_positive_float, default=None, help="Burgers viscosity parameter (diffusion nu/pi); required "
+                                                          "for burgers",
+    )
     parser.add_argument(
         "--samples", type=_positive_int, required=True,
         help="trajectories in total; with --split all divided 80/10/10 into train/val/test",
@@ -27,15 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output directory for shards and manifest.json")
     parser.add_argument("--split", choices=(*SPLITS, "all"), default="all", help="which split(s) to write")
     parser.add_argument("--frames", type=_positive_int, default=201, help="stored frames incl. t=0 (default 201)")
-    parser.add_argument("--frame-dt", type=_positive_float, default=0.01, help="time between frames (default 0.01)")
+    parser.add_argument(
+        "--frame-dt", type=_positive_float, default=None, help="time between frames (default 0.01; ks: 0.2)"
+    )
     parser.add_argument(
         "--solver-resolution", type=_positive_int, default=None,
-        help="fine grid of the solver, a multiple of --resolution (default: 2048, or 4096 for nu=0.001)",
+        help="fine grid of the solver, a multiple of --resolution (default: 2048, or 4096 for nu=0.001; ks: 256)",
     )
     parser.add_argument(
-        "--max-displacement", type=_positive_float, default=StepControl().max_displacement,
-        help="time-step accuracy knob: max h*max|u| (default 1.2e-4, ~1e-11 error at nu=0.01)",
+        "--max-displacement", type=_positive_float, default=None,
+        help=f"burgers time-step accuracy knob: max h*max|u| (default {StepControl().max_displacement:g}, "
+             "~1e-11 error at nu=0.01)",
     )
+    ks = parser.add_argument_group("ks only")
+    ks.add_argument("--domain-length", type=_positive_float, default=None, help="domain length L (default 64)")
+    ks.add_argument(
+        "--burn-in", type=float, default=None,
+        help="time solved and discarded before frame 0, a multiple of --frame-dt (default 72: 360 frames)",
+    )
+    ks.add_argument("--max-step", type=_positive_float, default=None, help="ETDRK4 step bound (default 0.05)")
     parser.add_argument("--shard-size", type=_positive_int, default=1000, help="trajectories per file")
     parser.add_argument(
         "--batch-size", type=_positive_int, default=None,
@@ -48,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--upload", action="store_true", help="upload shards + manifest to B2 (B2_* env vars)")
     parser.add_argument(
-        "--prefix", default=None, help="bucket prefix for --upload (default datasets/burgers1d_nu<nu>_x<res>)"
+        "--prefix", default=None,
+        help="bucket prefix for --upload (default datasets/burgers1d_nu<nu>_x<res>; ks: datasets/ks1d_L<L>_x<res>)",
     )
     return parser
 
@@ -61,11 +83,7 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse already printed usage / help
         return int(exc.code or 0)
     try:
-        spec = GenerationSpec(
-            nu=args.nu, seed=args.seed, resolution=args.resolution, solver_resolution=args.solver_resolution,
-            frames=args.frames, frame_dt=args.frame_dt,
-            control=StepControl(max_displacement=args.max_displacement),
-        )
+        spec = build_spec(args)
     except ValueError as exc:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
@@ -95,7 +113,7 @@ def main(argv: list[str]) -> int:
     if store is not None:
         from training.storage import StorageError
 
-        prefix = args.prefix or f"datasets/burgers1d_nu{args.nu:g}_x{args.resolution}"
+        prefix = args.prefix or default_prefix(spec)
         try:
             report = store.sync_up(args.out, prefix)
         except StorageError as exc:
@@ -106,6 +124,41 @@ def main(argv: list[str]) -> int:
             f"to s3://{store.bucket}/{prefix}/"
         )
     return 0
+
+
+def build_spec(args: argparse.Namespace) -> DatasetSpec:
+    """The generation spec the arguments describe (unset options: the spec's defaults); ValueError names an
+    option that does not fit the equation."""
+    common = {"seed": args.seed, "resolution": args.resolution, "solver_resolution": args.solver_resolution,
+              "frames": args.frames, **_given(frame_dt=args.frame_dt)}
+    burgers_only = {"--nu": args.nu, "--max-displacement": args.max_displacement}
+    ks_only = {"--domain-length": args.domain_length, "--burn-in": args.burn_in, "--max-step": args.max_step}
+    if args.equation == EQUATION_KS:
+        _refuse(burgers_only, "Burgers option(s), not allowed with --equation ks")
+        return KsSpec(**common, **_given(length=args.domain_length, burn_in=args.burn_in, max_step=args.max_step))
+    _refuse(ks_only, "KS option(s), only allowed with --equation ks")
+    if args.nu is None:
+        raise ValueError("--nu is required for --equation burgers (e.g. --nu 0.01)")
+    if args.max_displacement is not None:
+        common["control"] = StepControl(max_displacement=args.max_displacement)
+    return GenerationSpec(nu=args.nu, **common)
+
+
+def _given(**values: object) -> dict:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _refuse(options: dict[str, object], why: str) -> None:
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: {why}")
+
+
+def default_prefix(spec: DatasetSpec) -> str:
+    """Bucket prefix named after what distinguishes the dataset: viscosity (Burgers) or domain length (KS)."""
+    if isinstance(spec, KsSpec):
+        return f"datasets/ks1d_L{spec.length:g}_x{spec.resolution}"
+    return f"datasets/burgers1d_nu{spec.nu:g}_x{spec.resolution}"
 
 
 def resolve_device(name: str) -> str | None:

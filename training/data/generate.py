@@ -1,4 +1,8 @@
-"""Generate Burgers datasets: sample initial conditions, solve on a fine grid, write coarse shards."""
+"""Generate datasets: sample initial conditions, solve on a fine grid, write coarse shards.
+
+The driver (shards, resume, workers, manifest) is the same for every equation; a spec says what to
+solve: `GenerationSpec` for Burgers here, `training.data.ks_dataset.KsSpec` for Kuramoto–Sivashinsky.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +14,41 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Protocol
 
 import h5py
 import numpy as np
 
+from training.config import EQUATION_BURGERS
 from training.data.initial_conditions import InitialConditionFamily, sample_initial_conditions
 from training.data.layout import ATTR_PARAMS, SPLITS, shard_name
 from training.data.manifest import write_manifest
 from training.data.spectral_solver import SolverGrid, StepControl, solve_burgers
-from training.data.writer import write_burgers_file
+from training.data.writer import write_trajectories
 
 GENERATOR_NAME = "universal_simulator.burgers1d.etdrk4/1"
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+class DatasetSpec(Protocol):
+    """What the shard driver needs of an equation's generation spec (frozen, picklable for workers)."""
+
+    equation: str  # a name in training.config.EQUATIONS, written to every shard
+    shard_prefix: str  # shard file names: <prefix>_<split>_NNN.h5
+    seed: int
+    frames: int
+    frame_dt: float
+    resolution: int
+
+    @property
+    def nu(self) -> float | None: ...
+    @property
+    def x(self) -> np.ndarray: ...
+    def params(self) -> dict: ...
+    def equation_params(self) -> dict: ...
+    def solve(self, split: str, indices: list[int], device: str | None) -> np.ndarray: ...
+    def batch_order(self, split: str, indices: list[int]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +63,9 @@ class GenerationSpec:
     frame_dt: float = 0.01
     family: InitialConditionFamily = field(default_factory=InitialConditionFamily)
     control: StepControl = field(default_factory=StepControl)
+
+    equation = EQUATION_BURGERS  # class constants, not fields: params() (the resume key) stays as it was
+    shard_prefix = "burgers1d"
 
     def __post_init__(self) -> None:
         if not self.nu > 0:
@@ -62,6 +91,17 @@ class GenerationSpec:
 
     def params(self) -> dict:
         return {"generator": GENERATOR_NAME, **asdict(self)}
+
+    def equation_params(self) -> dict:
+        return {"nu": self.nu}
+
+    def solve(self, split: str, indices: list[int], device: str | None) -> np.ndarray:
+        return solve_indices(self, split, indices, device)
+
+    def batch_order(self, split: str, indices: list[int]) -> np.ndarray:
+        """Batches of similar amplitude share a time step that suits all of them: sort by max|u0|."""
+        initial = sample_initial_conditions(self.family, self.seed, SPLIT_STREAMS[split], indices)
+        return np.argsort(np.abs(initial.evaluate(self.grid.x)).max(axis=1), kind="stable")
 
 
 def default_solver_resolution(nu: float, resolution: int) -> int:
@@ -114,7 +154,7 @@ def solve_indices(spec: GenerationSpec, split: str, indices: list[int], device: 
 
 
 def generate_split(
-    spec: GenerationSpec,
+    spec: DatasetSpec,
     split: str,
     samples: int,
     out_dir: Path,
@@ -125,7 +165,7 @@ def generate_split(
     device: str | None = None,
     on_shard: Callable[[ShardResult], None] | None = None,
 ) -> list[ShardResult]:
-    """Write shards burgers1d_{split}_NNN.h5 of at most `shard_size` samples each.
+    """Write shards {spec.shard_prefix}_{split}_NNN.h5 of at most `shard_size` samples each.
 
     A shard already on disk with identical generator parameters is kept, so an interrupted run
     resumes where it stopped.
@@ -136,15 +176,15 @@ def generate_split(
     results = []
     for shard, first in enumerate(range(0, samples, shard_size)):
         indices = list(range(first, min(first + shard_size, samples)))
-        path = out_dir / shard_name(split, shard)
+        path = out_dir / shard_name(split, shard, spec.shard_prefix)
         params = {**spec.params(), "split": split, "first_index": first, "samples": len(indices)}
         started = time.monotonic()
         reused = _has_params(path, params)
         if not reused:
             u = _solve_shard(spec, split, indices, batch_size, workers, device)
-            write_burgers_file(
-                path, u, spec.x, spec.frame_dt, nu=spec.nu, seed=spec.seed, generator=GENERATOR_NAME,
-                params=params,
+            write_trajectories(
+                path, u, spec.x, spec.frame_dt, equation=spec.equation, equation_params=spec.equation_params(),
+                nu=spec.nu, seed=spec.seed, generator=params["generator"], params=params,
             )
         result = ShardResult(path, split, first, len(indices), time.monotonic() - started, reused)
         results.append(result)
@@ -154,7 +194,7 @@ def generate_split(
 
 
 def generate_dataset(
-    spec: GenerationSpec, samples: int, out_dir: str | Path, split: str = "all", **kwargs
+    spec: DatasetSpec, samples: int, out_dir: str | Path, split: str = "all", **kwargs
 ) -> list[ShardResult]:
     """Generate the requested split(s) into `out_dir` and (re)write its manifest.json."""
     out_dir = Path(out_dir)
@@ -166,13 +206,9 @@ def generate_dataset(
 
 
 def _solve_shard(
-    spec: GenerationSpec, split: str, indices: list[int], batch_size: int, workers: int, device: str | None
+    spec: DatasetSpec, split: str, indices: list[int], batch_size: int, workers: int, device: str | None
 ) -> np.ndarray:
-    # Batches of similar amplitude share a time step that suits all of them: sort by max|u0|.
-    amplitude = np.abs(
-        sample_initial_conditions(spec.family, spec.seed, SPLIT_STREAMS[split], indices).evaluate(spec.grid.x)
-    ).max(axis=1)
-    order = np.argsort(amplitude, kind="stable")
+    order = spec.batch_order(split, indices)
     batches = [
         [indices[i] for i in order[start : start + batch_size]] for start in range(0, len(indices), batch_size)
     ]
@@ -184,15 +220,19 @@ def _solve_shard(
 
 
 def _map_batches(
-    spec: GenerationSpec, split: str, batches: list[list[int]], workers: int, device: str | None
+    spec: DatasetSpec, split: str, batches: list[list[int]], workers: int, device: str | None
 ) -> Iterator[np.ndarray]:
     if workers == 1 or len(batches) == 1:
         for batch in batches:
-            yield solve_indices(spec, split, batch, device)
+            yield spec.solve(split, batch, device)
         return
     # spawn, not fork: the parent may hold torch/OpenMP threads that a forked child would inherit broken.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        yield from pool.map(solve_indices, *zip(*[(spec, split, b, device) for b in batches], strict=True))
+        yield from pool.map(_solve_batch, *zip(*[(spec, split, b, device) for b in batches], strict=True))
+
+
+def _solve_batch(spec: DatasetSpec, split: str, batch: list[int], device: str | None) -> np.ndarray:
+    return spec.solve(split, batch, device)  # a module-level function: what a worker process can unpickle
 
 
 def _has_params(path: Path, params: dict) -> bool:

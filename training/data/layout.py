@@ -20,6 +20,10 @@ ATTR_NU = "nu"
 ATTR_GENERATOR = "generator"
 ATTR_SEED = "seed"
 ATTR_PARAMS = "generator_params_json"
+# Which PDE a file holds (a name in training.config.EQUATIONS) and that PDE's parameters as JSON, so that
+# evaluation can tell datasets apart. A file without them (PDEBench's, or ours from before) is Burgers.
+ATTR_EQUATION = "equation"
+ATTR_EQUATION_PARAMS = "equation_params_json"
 
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.json"
@@ -27,18 +31,18 @@ MANIFEST_NAME = "manifest.json"
 _NU_IN_NAME = re.compile(r"Nu([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
 
 
-def shard_name(split: str, index: int) -> str:
-    """File name of shard `index` of `split`, e.g. burgers1d_train_000.h5."""
+def shard_name(split: str, index: int, prefix: str = "burgers1d") -> str:
+    """File name of shard `index` of `split`, e.g. burgers1d_train_000.h5 (ks1d_train_000.h5 for KS)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
-    return f"burgers1d_{split}_{index:03d}.h5"
+    return f"{prefix}_{split}_{index:03d}.h5"
 
 
-def shard_glob(split: str) -> str:
+def shard_glob(split: str, prefix: str = "burgers1d") -> str:
     """Glob pattern matching every shard of `split`."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
-    return f"burgers1d_{split}_[0-9][0-9][0-9].h5"
+    return f"{prefix}_{split}_[0-9][0-9][0-9].h5"
 
 
 def nu_from_file_name(name: str) -> float | None:

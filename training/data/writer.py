@@ -11,7 +11,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from training.data.layout import ATTR_GENERATOR, ATTR_NU, ATTR_PARAMS, ATTR_SEED, T_KEY, TENSOR_KEY, X_KEY
+from training.config import EQUATION_BURGERS
+from training.data.layout import (
+    ATTR_EQUATION,
+    ATTR_EQUATION_PARAMS,
+    ATTR_GENERATOR,
+    ATTR_NU,
+    ATTR_PARAMS,
+    ATTR_SEED,
+    T_KEY,
+    TENSOR_KEY,
+    X_KEY,
+)
 
 
 def write_burgers_file(
@@ -25,10 +36,31 @@ def write_burgers_file(
     generator: str = "",
     params: Mapping[str, object] | None = None,
 ) -> Path:
+    """Write Burgers trajectories: `write_trajectories` with equation "burgers" and its viscosity `nu`."""
+    return write_trajectories(
+        path, u, x, frame_dt, equation=EQUATION_BURGERS, equation_params={"nu": float(nu)}, nu=nu, seed=seed,
+        generator=generator, params=params,
+    )
+
+
+def write_trajectories(
+    path: str | Path,
+    u: np.ndarray,
+    x: np.ndarray,
+    frame_dt: float,
+    *,
+    equation: str,
+    equation_params: Mapping[str, object],
+    nu: float | None = None,
+    seed: int | None = None,
+    generator: str = "",
+    params: Mapping[str, object] | None = None,
+) -> Path:
     """Write u [N, T, X] with `x-coordinate` [X] and PDEBench's T+1 `t-coordinate` (k * frame_dt).
 
-    The file appears under its final name only once complete, so a crash never leaves a partial
-    shard that a later run would mistake for a good one.
+    The attributes name the equation and its parameters; `nu` (PDEBench's viscosity attribute) only
+    for equations that have one. The file appears under its final name only once complete, so a
+    crash never leaves a partial shard that a later run would mistake for a good one.
     """
     path = Path(path)
     if u.ndim != 3 or x.shape != (u.shape[2],):
@@ -42,7 +74,10 @@ def write_burgers_file(
             handle.create_dataset(TENSOR_KEY, data=np.asarray(u, dtype=np.float32))
             handle.create_dataset(X_KEY, data=np.asarray(x, dtype=np.float64))
             handle.create_dataset(T_KEY, data=t)
-            handle.attrs[ATTR_NU] = float(nu)
+            handle.attrs[ATTR_EQUATION] = equation
+            handle.attrs[ATTR_EQUATION_PARAMS] = json.dumps(dict(equation_params), sort_keys=True)
+            if nu is not None:
+                handle.attrs[ATTR_NU] = float(nu)
             handle.attrs[ATTR_GENERATOR] = generator
             if seed is not None:
                 handle.attrs[ATTR_SEED] = int(seed)
