@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.world import LocalWorld, local_world
+from vastkit.follow import Follower, FollowSettings
+from vastkit.runs import Sources
+from vastkit.runs_bucket import RunBucket
+from vastkit.runs_remote import SshSettings
 
 APT_PACKAGES = ("openssh-server", "rclone", "tmux", "git", "rsync", "e2fsprogs")  # e2fsprogs: sized instance disks
 
@@ -96,29 +100,12 @@ def run(world: LocalWorld, plan: DemoPlan, run_name: str, say=print, stream_ansi
 
 
 def follow(world: LocalWorld, run_name: str, *, timeout: float, say=print, poll: float = 2.0) -> dict | None:
-    """One line per stage (and per state change) until the run's instance is gone; returns the last heartbeat."""
-    deadline = time.monotonic() + timeout
-    last_key, beat = None, None
-    while True:
-        alive = bool(world.instances(run_name))
-        beat = world.heartbeat(run_name) or beat
-        if beat:
-            key = (beat.get("stage"), beat.get("state"), beat.get("phase"))
-            if key != last_key:
-                say(f"    [{beat.get('elapsed_s', 0):6.0f} s] {_describe(beat)}")
-                last_key = key
-        if not alive:
-            return world.heartbeat(run_name) or beat
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"run {run_name} still going after {timeout:.0f}s; see playbooks/status.yml")
-        time.sleep(poll)
-
-
-def _describe(beat: dict) -> str:
-    progress = f" step {beat['step']}/{beat.get('total_steps') or '?'}" if beat.get("step") is not None else ""
-    cost = f", ${beat['cost_so_far']:.4f} so far" if beat.get("cost_so_far") is not None else ""
-    text = f"stage {beat.get('stage') or '-'}{progress}: {beat.get('state')} ({beat.get('phase')}{cost})"
-    return text + (f" - {beat['error']}" if beat.get("error") else "")
+    """`python -m vastkit follow RUN` with the world's key, known_hosts and bucket: one line per stage (and per
+    state change) and the stage's log, until the instance is gone; returns the final heartbeat. The metrics
+    table is left to `show`."""
+    sources = Sources(api=world.api(), bucket=RunBucket.from_env(world.env()),
+                      ssh=SshSettings(key_file=world.keys.private_key, known_hosts_dir=world.root / "known_hosts"))
+    return Follower(sources, run_name, FollowSettings(poll_s=poll, timeout_s=timeout, metrics=False), say=say).run()
 
 
 def show(outcome: DemoOutcome, world: LocalWorld, say=print) -> None:

@@ -31,6 +31,7 @@ class FollowSettings:
     appear_s: float = 300.0  # no instance and nothing in the bucket this long: no such run (a typo?)
     record_s: float = 120.0  # the instance is gone: how long the final heartbeat may take to be in the bucket
     logs: bool = True
+    metrics: bool = True  # the evaluation table in the final summary
     backlog_bytes: int = 4096  # of the first log seen: where a late follower joins
 
     def __post_init__(self):
@@ -210,7 +211,7 @@ class Follower:
                 groups[top] = groups.get(top, 0) + 1
             self.say(f"bucket {bucket.where(self.name)}: "
                      + (", ".join(f"{k} ({v})" for k, v in sorted(groups.items())) or "empty"))
-            for line in metrics_table(bucket, self.name):
+            for line in metrics_table(bucket, self.name) if self.settings.metrics else ():
                 self.say(line)
             self.say(f"fetch it: python -m vastkit results {self.name}")
 
