@@ -97,6 +97,10 @@ options:
   description:
     - Every launch option with its value or default, typed. An optional option that is not set is C('').
     - C(lease_s) is C(lease_minutes) in whole seconds.
+    - C(runtype_api) is C(runtype) (V(ssh), V(ssh_proxy), V(jupyter)) in the API's words, for example
+      C(ssh_direc ssh_proxy).
+    - C(ssh_config_dir) and C(ssh_config_file) are where launch writes the run's C(ssh <run>) entry
+      (vast_ssh_config).
   returned: success
   type: dict
 search:

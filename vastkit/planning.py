@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from run_contract import MAX_RUN_NAME, STAGES, run_name_error
-from vastkit import codetree, gitcheck, sshkey
+from vastkit import codetree, gitcheck, sshconfig, sshkey
+from vastkit.client import DEFAULT_RUNTYPE
 from vastkit.records import Offer
 
 CONFIRM_COUNT_ABOVE = 8  # more runs than this in one launch needs -e confirm_count=true
@@ -34,6 +35,12 @@ _INTEGER = re.compile(r"^[+-]?\d+$")
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _GPU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]*$")
+# The launch's `runtype` word -> the API's runtype string (as vastai.api.instances.resolve_runtype builds it).
+RUNTYPES = {
+    "ssh": DEFAULT_RUNTYPE,  # direct SSH where the host has open ports, else Vast's proxy
+    "ssh_proxy": "ssh_proxy",  # always through Vast's SSH proxy
+    "jupyter": "jupyter_direc ssh_direc ssh_proxy",  # Jupyter as well, SSH as with ssh
+}
 
 
 class ConfigValidator(Protocol):
@@ -95,6 +102,8 @@ LAUNCH_OPTIONS: dict[str, Option] = {
     # Vast's automatic tag: the newest CUDA build of vastai/pytorch the host's driver supports (searches then
     # leave out hosts below its oldest build, CUDA 12.6; see vastkit.query.min_cuda_for_image).
     "image": Option("str", "vastai/pytorch:@vastai-automatic-tag", "Docker image (PyTorch in /venv/main)"),
+    "runtype": Option("str", "ssh", "how the instance is reached: ssh (direct where the host allows, else the "
+                      "proxy), ssh_proxy (always the proxy), jupyter (Jupyter too)", choices=tuple(RUNTYPES)),
     "interruptible": Option("bool", False, "rent interruptible at `bid`"),
     "bid": Option("float", doc="bid in $/h for interruptible (at least the offer's min_bid)", low=0, high=1000,
                   low_open=True, unit="USD/h"),
@@ -114,6 +123,8 @@ LAUNCH_OPTIONS: dict[str, Option] = {
     "provision": Option("bool", True, "false: rent and wait only, no roles"),
     "ssh_key_file": Option("path", "~/.ssh/id_ed25519", "launch key (private; .pub next to it)"),
     "known_hosts_dir": Option("path", "~/.ssh/vast_known_hosts", "one known_hosts file per instance id"),
+    "ssh_config_dir": Option("path", sshconfig.DEFAULT_DIR, "one SSH config entry per run (ssh <run>)"),
+    "ssh_config_file": Option("path", sshconfig.DEFAULT_CONFIG, "the SSH config that includes ssh_config_dir once"),
     "loading_timeout": Option("float", 600, "seconds one attempt may take to answer SSH", low=0, high=86400,
                               low_open=True, unit="seconds"),
     "wait_timeout": Option("float", 1800, "seconds all attempts together may take", low=0, high=86400,
@@ -153,9 +164,11 @@ class Plan:
         return max(1, round(float(self.options["lease_minutes"] or 30) * 60))
 
     def playbook_options(self) -> dict[str, Any]:
-        """The options as the playbook reads them (`opt`): unset optional values are '', plus `lease_s`."""
+        """The options as the playbook reads them (`opt`): unset optional values are '', plus `lease_s` and
+        `runtype_api` (the API's words for `runtype`)."""
         view = {name: ("" if value is None else value) for name, value in self.options.items()}
         view["lease_s"] = self.lease_s
+        view["runtype_api"] = RUNTYPES.get(self.options["runtype"] or "ssh", DEFAULT_RUNTYPE)
         return view
 
     def search_args(self) -> dict[str, Any] | None:

@@ -19,7 +19,10 @@ def test_launch_is_idempotent_and_in_inventory(ansible, emulator):
     rows = instances(emulator, "ctl-one")
     assert len(rows) == 1 and rows[0]["actual_status"] == "running"
     assert f"instance {rows[0]['id']}" in first.out and "Tear down:  ansible-playbook playbooks/teardown.yml" in first.out
-    assert "ssh -i" in first.out
+    assert "SSH:        ssh ctl-one " in first.out and "ssh ctl-one -t tmux attach -t training" in first.out
+    ssh_config = dict(v.split("=", 1) for v in ansible.common_vars[1::2])["ssh_config_file"]
+    login = _ssh(ssh_config, "ctl-one")
+    assert login.returncode == 0 and login.stdout.strip() == "in", login.stderr  # batch mode: no host-key prompt
 
     graph = ansible.run("ansible-inventory", "-i", "inventory/vast.yml", "--graph")
     assert graph.rc == 0, graph.out
@@ -39,6 +42,16 @@ def test_launch_is_idempotent_and_in_inventory(ansible, emulator):
     assert all(counts["changed"] == 0 for counts in again.recap().values()), again.out
     assert [r["id"] for r in instances(emulator, "ctl-one")] == [rows[0]["id"]]
     assert creates_since(emulator, seq) == []
+
+    down = ansible.playbook("playbooks/teardown.yml", "-e", "run=ctl-one")
+    assert down.rc == 0, down.out
+    gone = _ssh(ssh_config, "ctl-one")
+    assert gone.returncode == 255 and "Could not resolve hostname" in gone.stderr, "teardown removed the entry"
+
+
+def _ssh(config: str, host: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ssh", "-F", config, "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", host, "echo in"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
 def test_check_mode_prints_the_plan_and_writes_nothing(ansible, emulator):
