@@ -63,6 +63,18 @@ RUN_NAME_ENV = "TRAIN_RUN_NAME"
 DEFAULT_LEASE_S = 1800
 # What the pipeline is told (the supervisor sets them).
 PIPELINE_ENV = ("TRAIN_CONFIG", "TRAIN_STAGE", "RESET_CACHE", "TRAIN_RUN_DIR", "TRAIN_DATA_DIR", RUN_NAME_ENV)
+# Optional, non-secret launch facts the pipeline records (W&B group, tags and config) when they are set:
+# a fleet's or sweep's runs are named <base>-<i> (vastkit.planning.run_names) and share RUN_GROUP_ENV=<base>.
+RUN_GROUP_ENV = "TRAIN_RUN_GROUP"
+LAUNCH_FACTS_ENV = {  # fact -> env name
+    "gpu": "TRAIN_GPU_NAME",  # the rented offer's GPU, e.g. "RTX 4090"
+    "num_gpus": "TRAIN_NUM_GPUS",
+    "dph": "TRAIN_DPH",  # $/h of the rented offer
+    "interruptible": "TRAIN_INTERRUPTIBLE",  # 1: an interruptible (bid) instance, 0: on-demand
+    "commit": "TRAIN_GIT_COMMIT",  # the launching commit
+    "instance_id": CONTAINER_ID_ENV,
+}
+SEED_ENV = "TRAIN_SEED"  # overrides the config's seed (a replicate of the same config)
 
 
 

@@ -1,10 +1,11 @@
-"""`python -m training run ...` (the pipeline) and `python -m training data ...` (the data tools).
+"""`python -m training run ...` (the pipeline), `python -m training evaluate ...` (a trained run on any dataset
+file: training.evaluate_cli) and `python -m training data ...` (the data tools).
 
 Every `run` flag has an environment fallback, which is how the on-instance supervisor drives it:
 TRAIN_CONFIG, TRAIN_STAGE (default all), TRAIN_RUN_DIR (default: current dir), TRAIN_DATA_DIR (default
 <run-dir>/data), RESET_CACHE (1 = rebuild the latent cache; default 1), TRAIN_RUN_NAME (bucket prefix
-runs/<name>/; default: the config's name). TRAIN_FAIL_AT_STAGE=<stage> makes that stage raise
-mid-stage (a test hook for the failure path).
+runs/<name>/; default: the config's name), TRAIN_SEED (overrides the config's seed). TRAIN_FAIL_AT_STAGE=<stage>
+makes that stage raise mid-stage (a test hook for the failure path).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from run_contract import SEED_ENV
 from training.config import STAGES
 
 
@@ -30,6 +32,8 @@ def build_run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", default=env.get("TRAIN_RUN_DIR", "."), help="env TRAIN_RUN_DIR, default .")
     parser.add_argument("--data-dir", default=env.get("TRAIN_DATA_DIR"), help="env TRAIN_DATA_DIR, default <run-dir>/data")
     parser.add_argument("--run-name", default=env.get("TRAIN_RUN_NAME"), help="env TRAIN_RUN_NAME, default config name")
+    parser.add_argument("--seed", type=int, default=os.environ.get(SEED_ENV) or None,
+                        help=f"override the config's seed (env {SEED_ENV}); a resume continues with it, recorded")
     parser.add_argument("--reset-cache", action=argparse.BooleanOptionalAction, default=_flag("RESET_CACHE", "1"),
                         help="rebuild the latent cache (env RESET_CACHE, default 1)")
     return parser
@@ -37,9 +41,13 @@ def build_run_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "data"):
-        print("usage: python -m training {run,data} ...", file=sys.stderr)
+    if not argv or argv[0] not in ("run", "evaluate", "data"):
+        print("usage: python -m training {run,evaluate,data} ...", file=sys.stderr)
         return 2
+    if argv[0] == "evaluate":
+        from training.evaluate_cli import main as evaluate_main
+
+        return evaluate_main(argv[1:])
     if argv[0] == "data":
         from training.data.cli import main as data_main
 
@@ -59,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         run_name=args.run_name or None,
         reset_cache=args.reset_cache,
         fail_at=os.environ.get("TRAIN_FAIL_AT_STAGE") or None,
+        seed=args.seed,
     )
     return run_pipeline(options)
 

@@ -3,34 +3,47 @@
 A checkpoint is a dict: models (state dicts), optimizer, scheduler, step, rng, config (the whole
 resolved config), uid (identity of this training result, used to key caches and downstream stages),
 upstream (uids of the checkpoints it was trained from), final (stage finished) and extra (stage data
-such as normalisation statistics). Everything is a tensor or plain Python, so `torch.load` runs with
-`weights_only=True` even on a file fetched from the bucket.
+such as normalisation statistics), data (the training data's identity and physics: `data_facts`) and
+history (the trained segments: from/to step and seed). Everything is a tensor or plain Python, so
+`torch.load` runs with `weights_only=True` even on a file fetched from the bucket.
+
+What a resume may change: `steps` (train longer: a final checkpoint below the new total is continued)
+and the seed of trained stages (it draws the batches from then on; each segment's seed is in `history`).
+The data identity covers the train and val files only, so a model is never tied to its test files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from training.config import Config, flatten
+from training.data.reader import periodic_domain
+from training.datafiles import DataPlan
 from training.paths import atomic_write_bytes
 
 # The config sections that decide what a stage's weights mean. Other keys (evaluation settings, W&B,
 # runtime flags, how often to log or checkpoint) may change between a run and its resume.
+# The seed is not among a trained stage's sections: a seed override resumes (recorded in `history`).
 CONFIG_SECTIONS: dict[str, tuple[str, ...]] = {
-    "autoencoder": ("seed", "data", "autoencoder"),
-    "operator": ("seed", "data", "autoencoder", "operator"),
-    "diffusion": ("seed", "data", "autoencoder", "operator", "diffusion"),
-    "distill": ("seed", "data", "autoencoder", "operator", "diffusion", "distill"),
-    "fno": ("seed", "data", "fno"),
+    "autoencoder": ("data", "autoencoder"),
+    "operator": ("data", "autoencoder", "operator"),
+    "diffusion": ("data", "autoencoder", "operator", "diffusion"),
+    "distill": ("data", "autoencoder", "operator", "diffusion", "distill"),
+    "fno": ("data", "fno"),
     "evaluate": ("seed", "data", "autoencoder", "operator", "diffusion", "distill", "fno", "evaluate"),
 }
 _FREE_KEYS = ("ckpt_every", "log_every", "max_eval_samples")
 # Sampler settings: they change how a trained model is used, not the weights (evaluate does compare them).
 _SAMPLING_KEYS = ("sample_steps", "refine_sigma", "mid_sigma", "student_steps")
+# Free when resuming a stage's own checkpoint (train longer); a loaded upstream must match them.
+_RESUME_KEYS = ("steps",)
+TRAINED_STAGES = ("autoencoder", "operator", "diffusion", "distill")
 
 
 class CheckpointError(RuntimeError):
@@ -44,15 +57,17 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path, *, config: dict[str, Any], kind: str, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load `path` and check that the config sections that matter for `kind` equal the current config."""
+def load_checkpoint(path: Path, *, config: dict[str, Any], kind: str, map_location: Any = "cpu",
+                    resuming: bool = False) -> dict[str, Any]:
+    """Load `path` and check that the config sections that matter for `kind` equal the current config
+    (`resuming`: the stage continues this checkpoint, so its own `steps` may differ)."""
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a truncated or foreign file
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or "config" not in payload:
         raise CheckpointError(f"{path}: not a training checkpoint (no config inside)")
-    differences = config_differences(payload["config"], config, kind)
+    differences = config_differences(payload["config"], config, kind, resuming=resuming)
     if differences:
         shown = "; ".join(differences[:8]) + (f"; ... {len(differences) - 8} more" if len(differences) > 8 else "")
         raise CheckpointError(
@@ -62,10 +77,13 @@ def load_checkpoint(path: Path, *, config: dict[str, Any], kind: str, map_locati
     return payload
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any], kind: str) -> list[str]:
+def config_differences(saved: dict[str, Any], current: dict[str, Any], kind: str, *,
+                       resuming: bool = False) -> list[str]:
     """Human-readable `key: saved -> current` lines over the sections relevant to `kind`."""
     sections = CONFIG_SECTIONS[kind]
     free = _FREE_KEYS if kind == "evaluate" else _FREE_KEYS + _SAMPLING_KEYS
+    if resuming and kind != "evaluate":
+        free = free + _RESUME_KEYS
     relevant_saved = _relevant(saved, sections, free)
     relevant_current = _relevant(current, sections, free)
     # A key added to the code after the checkpoint was written means what its default means.
@@ -83,3 +101,25 @@ def _relevant(config: dict[str, Any], sections: tuple[str, ...], free: tuple[str
     picked = {name: config.get(name) for name in sections}
     flat = flatten(picked)
     return {key: value for key, value in flat.items() if key.rsplit(".", 1)[-1] not in free}
+
+
+def training_fingerprint(plan: DataPlan) -> str:
+    """One hash over the train and val files' checksums: what a trained model depends on (never the test
+    files, so evaluating on other files, or adding test shards, leaves every checkpoint valid)."""
+    listing = {split: [(p.name, plan.sha256[p.name]) for p in plan.files[split]] for split in ("train", "val")}
+    return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
+
+
+def same_training_data(stored: str | None, plan: DataPlan) -> bool:
+    """A checkpoint's recorded data identity matches `plan` (checkpoints written before the train/val
+    fingerprint recorded the fingerprint over every split: those still match their own files)."""
+    return stored is not None and stored in (training_fingerprint(plan), plan.fingerprint)
+
+
+def data_facts(plan: DataPlan) -> dict[str, Any]:
+    """What a trained model assumes of its data: an evaluation on another file is refused unless these agree
+    (after the domain rescaling documented in training.evaluate_cli)."""
+    first = plan.files["train"][0]
+    return {"fingerprint": training_fingerprint(plan), "nu": plan.nu, "dt": plan.dt, "resolution": plan.resolution,
+            "frames": plan.frames, "domain": list(periodic_domain(first)), "train_files": [p.name for p in
+                                                                                         plan.files["train"]]}

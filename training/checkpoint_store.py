@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.paths import RunPaths, atomic_write_json
 
@@ -85,8 +87,9 @@ class CheckpointStore:
         except (OSError, json.JSONDecodeError):
             return None
 
-    def load(self, folder: str, name: str, *, config: dict[str, Any], kind: str) -> dict[str, Any]:
-        return load_checkpoint(self.path(folder, name), config=config, kind=kind)
+    def load(self, folder: str, name: str, *, config: dict[str, Any], kind: str,
+             resuming: bool = False) -> dict[str, Any]:
+        return load_checkpoint(self.path(folder, name), config=config, kind=kind, resuming=resuming)
 
     def remove(self, folder: str, name: str) -> None:
         """Drop a superseded file locally (the bucket keeps it: harmless, and final.pt wins on fetch)."""
@@ -141,7 +144,18 @@ class CheckpointStore:
         return fetched
 
     def _drop_superseded(self, folders: list[str]) -> None:
-        """A last.pt next to a final.pt of the same prefix is stale (the stage finished)."""
+        """A last.pt next to a final.pt of the same prefix is stale (the stage finished), unless it is further
+        along: a final checkpoint being trained longer ("steps" raised) keeps its last.pt."""
         for folder in folders:
             for final in self.paths.stage_checkpoints(folder).glob("*final.pt"):
-                final.with_name(final.name.replace("final.pt", "last.pt")).unlink(missing_ok=True)
+                last = final.with_name(final.name.replace("final.pt", "last.pt"))
+                if last.is_file() and not _step_of(last) > _step_of(final):
+                    last.unlink()
+
+
+def _step_of(path: Path) -> int:
+    """A checkpoint's step (-1 when unreadable: such a file is never kept for it)."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True).get("step", -1))
+    except Exception:  # a truncated or foreign file: torch raises many types
+        return -1

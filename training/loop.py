@@ -3,6 +3,12 @@
 A stage hands over its trainable model and a loss closure `loss_fn(model, draw) -> scalar`; the loop
 owns the optimiser (AdamW), the warmup+cosine schedule, gradient clipping, checkpointing every
 `ckpt_every` steps (last.pt) and at the end (final.pt), and resuming from whichever exists.
+
+Training longer: with `steps` raised above a final checkpoint's step, the loop continues that checkpoint
+(weights, optimiser, schedule position, RNG). The warmup+cosine schedule is a function of the new total, so
+the added steps follow the schedule a run planned with the new total would follow from that step on (the
+learning rate rises from its old end value to the new schedule's value at that step). Each trained segment
+(from/to step, seed) is appended to the checkpoint's `history`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from training.checkpoint import CheckpointError, data_facts, same_training_data
 from training.config import TrainLoopConfig
 from training.context import StageContext
 from training.runtime import rng_state, set_rng_state
@@ -67,32 +74,34 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
     optimizer = torch.optim.AdamW(spec.model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, loop))
 
-    found: dict[str, dict[str, Any]] = {}
-    for name in (final_name, last_name):
-        if ctx.checkpoints.exists(folder, name):
-            stored = ctx.checkpoints.load(folder, name, config=ctx.config_dict, kind=spec.kind)
-            if stored.get("data_fingerprint") == ctx.data.fingerprint:
-                found[name] = stored
-            else:  # a result of other data files is stale: train afresh
-                tracker.line(f"[{spec.stage}] {folder}/{name} was made from other data files: discarded")
-                ctx.checkpoints.remove(folder, name)
+    found = _usable_checkpoints(ctx, spec, folder, (final_name, last_name))
     runtime.barrier()  # no rank looks again before rank 0 has removed a stale file
-    if final_name in found:
-        payload = found[final_name]
-        _restore_modules(modules, payload)
-        tracker.line(f"[{spec.stage}] {folder}/{final_name} exists: reusing it (step {payload['step']})")
-        return LoopOutcome(uid=payload["uid"], steps=payload["step"], first_loss=payload["first_loss"],
-                           final_loss=payload["final_loss"], wall_s=0.0, samples_per_s=None,
-                           extra=payload.get("extra", {}), resumed_from=payload["step"])
-    start, first_loss = 0, None
-    if last_name in found:
-        payload = found[last_name]
+    final = found.get(final_name)
+    if final is not None and final["step"] > loop.steps:
+        raise CheckpointError(
+            f"{ctx.checkpoints.path(folder, final_name)}: trained to step {final['step']}, but {spec.kind}.steps is "
+            f"{loop.steps}: training cannot be shortened; set {spec.kind}.steps >= {final['step']} (to train longer) "
+            "or use a fresh --run-dir (or TRAIN_RUN_NAME)")
+    if final is not None and final["step"] == loop.steps:
+        _restore_modules(modules, final)
+        tracker.line(f"[{spec.stage}] {folder}/{final_name} exists: reusing it (step {final['step']})")
+        return LoopOutcome(uid=final["uid"], steps=final["step"], first_loss=final["first_loss"],
+                           final_loss=final["final_loss"], wall_s=0.0, samples_per_s=None,
+                           extra=final.get("extra", {}), resumed_from=final["step"])
+    start, first_loss, history = 0, None, []
+    candidates = [p for p in (found.get(last_name), final) if p is not None and p["step"] <= loop.steps]
+    if candidates:
+        payload = max(candidates, key=lambda p: p["step"])  # a longer run's last.pt is past its old final.pt
         _restore_modules(modules, payload)
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         set_rng_state(payload["rng"])
-        start, first_loss = payload["step"], payload["first_loss"]
-        tracker.line(f"[{spec.stage}] resuming {folder}/{last_name} at step {start}/{loop.steps}")
+        start, first_loss, history = payload["step"], payload["first_loss"], list(payload.get("history", []))
+        name = final_name if payload is final else last_name
+        how = "training longer from" if payload is final else "resuming"
+        tracker.line(f"[{spec.stage}] {how} {folder}/{name} at step {start}/{loop.steps}"
+                     + _seed_note(payload, ctx.cfg.seed))
+    facts = data_facts(ctx.data)
 
     wrapped: nn.Module = spec.model
     if runtime.distributed:
@@ -107,7 +116,8 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
             "config": ctx.config_dict, "uid": weights_digest(spec.model) if final else "", "upstream": spec.upstream,
             "extra": spec.extra, "first_loss": first_loss, "final_loss": final_loss,
-            "data_fingerprint": ctx.data.fingerprint,
+            "data_fingerprint": facts["fingerprint"], "data": facts,
+            "history": [*history, {"from_step": start, "to_step": step, "seed": ctx.cfg.seed}],
         }
 
     fail_step = max(loop.steps // 2, 1)
@@ -135,7 +145,8 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
             done = step + 1
             tracker.step(done, loop.steps)
             if done % loop.log_every == 0 or done == loop.steps:
-                last_loss = (window_loss / window_steps).item()  # note: a CPU-GPU sync point, once per window
+                # note: a CPU-GPU sync point, once per window; under DDP the mean over ranks (the global batch)
+                last_loss = runtime.mean_across_ranks(window_loss / window_steps).item()
                 first_loss = last_loss if first_loss is None else first_loss
                 elapsed = max(time.perf_counter() - window_start, 1e-9)
                 steps_per_s = window_steps / elapsed
@@ -152,9 +163,10 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
                 ctx.checkpoints.save(folder, last_name, payload_at(done, False, last_loss))
             if done == fail_step and done < loop.steps:
                 ctx.maybe_fail(spec.stage, f"at step {done}/{loop.steps} of {folder}/{prefix or 'model'}")
-            if ctx.stop.requested and done < loop.steps:
+            if runtime.any_rank(ctx.stop.requested) and done < loop.steps:  # every rank stops at this step
                 ctx.checkpoints.save(folder, last_name, payload_at(done, False, last_loss))
-                raise Terminated(f"received {ctx.stop.signal_name}; saved {folder}/{last_name} at step {done}")
+                raise Terminated(f"received {ctx.stop.signal_name or 'a stop on another rank'}; "
+                                 f"saved {folder}/{last_name} at step {done}")
     finally:
         ctx.stop.in_loop = False
     wall = time.perf_counter() - loop_start
@@ -162,14 +174,41 @@ def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
     payload = payload_at(loop.steps, True, last_loss)
     ctx.checkpoints.save(folder, final_name, payload)
     ctx.checkpoints.write_marker(folder, final_name.replace(".pt", ".json"),
-                                 {"uid": payload["uid"], "upstream": {**spec.upstream, "data": ctx.data.fingerprint},
-                                  "step": loop.steps,
+                                 {"uid": payload["uid"], "upstream": {**spec.upstream, "data": facts["fingerprint"]},
+                                  "step": loop.steps, "history": payload["history"], "data": facts,
                                   "config": ctx.config_dict})
     ctx.checkpoints.remove(folder, last_name)
     runtime.barrier()
     return LoopOutcome(uid=payload["uid"], steps=loop.steps, first_loss=first_loss, final_loss=last_loss,
                        wall_s=wall, samples_per_s=(trained * loop.batch_size / wall) if trained else None,
                        extra=spec.extra, resumed_from=start)
+
+
+def _usable_checkpoints(ctx: StageContext, spec: TrainSpec, folder: str,
+                        names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """This stage's checkpoints that match the config (steps may differ), the train/val data and the upstream
+    weights; any other is stale and removed."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if not ctx.checkpoints.exists(folder, name):
+            continue
+        stored = ctx.checkpoints.load(folder, name, config=ctx.config_dict, kind=spec.kind, resuming=True)
+        if not same_training_data(stored.get("data_fingerprint"), ctx.data):
+            why = "from other data files"  # a result of other data files is stale: train afresh
+        elif stored.get("upstream", {}) != spec.upstream:
+            why = "from other upstream weights (an earlier stage was retrained)"
+        else:
+            found[name] = stored
+            continue
+        ctx.tracker.line(f"[{spec.stage}] {folder}/{name} was made {why}: discarded")
+        ctx.checkpoints.remove(folder, name)
+    return found
+
+
+def _seed_note(payload: dict[str, Any], seed: int) -> str:
+    history = payload.get("history") or [{"seed": payload.get("config", {}).get("seed")}]
+    before = history[-1].get("seed")
+    return "" if before == seed else f" (seed {before} before, {seed} from here on)"
 
 
 def _restore_modules(modules: dict[str, nn.Module], payload: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ files, runtime) report `stage=setup`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import time
 import traceback
@@ -17,17 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from run_contract import failed_line, finished_line, started_line
-from training.checkpoint import CheckpointError, config_differences
+from training.checkpoint import TRAINED_STAGES, CheckpointError, config_differences, same_training_data
 from training.checkpoint_store import CheckpointStore, remote_from_env
 from training.config import STAGES, Config, ConfigError, load_config
 from training.context import StageContext, StageResult
-from training.datafiles import plan_data
+from training.datafiles import DataPlan, plan_data
 from training.paths import RunPaths, atomic_write_json
 from training.runlock import RunDirLock
 from training.runtime import Runtime, seed_everything, setup_runtime, teardown_runtime
 from training.stopping import StopRequest, Terminated
 from training.tracking import Tracker
-from training.wandb_run import WandbRun
+from training.wandb_run import WandbRun, job_type_for, launch_facts, run_group, tags_for
 
 # Upstream stages whose final checkpoints a stage's result depends on (cache checks its own key).
 UPSTREAM: dict[str, tuple[str, ...]] = {
@@ -38,6 +39,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "evaluate": ("autoencoder", "operator", "diffusion", "distill"),
 }
 SETUP = "setup"
+MORE_STEPS = "steps raised"  # is_finished's reason when a final checkpoint is to be trained longer
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class PipelineOptions:
     reset_cache: bool = True
     fail_at: str | None = None  # TRAIN_FAIL_AT_STAGE test hook
     lock_wait_s: float = 120.0  # how long to wait for a previous pipeline of this run dir to let go
+    seed: int | None = None  # overrides the config's seed (TRAIN_SEED / --seed); recorded per trained segment
 
 
 def stage_module(stage: str):
@@ -72,17 +75,19 @@ def final_marker(store: CheckpointStore, stage: str) -> dict | None:
     return store.read_marker(stage, "final.json")
 
 
-def is_finished(store: CheckpointStore, stage: str, config: dict, data_fingerprint: str) -> tuple[bool, str]:
+def is_finished(store: CheckpointStore, stage: str, config: dict, data: DataPlan) -> tuple[bool, str]:
     """(finished, why not): finished means a final checkpoint made from the current upstream results.
 
-    A final checkpoint made with another config is an error, not a reason to retrain silently.
+    A final checkpoint made with another config is an error, not a reason to retrain silently; one with
+    fewer steps than asked is continued (why = MORE_STEPS); one with more is an error (no shortening).
+    Trained stages depend on the train and val files only; evaluate on the test files too.
     """
     if stage == "cache":
         return False, "the cache stage checks its own key"
     marker = final_marker(store, stage)
     if marker is None:
         return False, "no final checkpoint"
-    differences = config_differences(marker.get("config", {}), config, stage)
+    differences = config_differences(marker.get("config", {}), config, stage, resuming=True)
     if differences and stage == "evaluate":  # cheap to redo: new evaluation settings just re-run it
         return False, "evaluation settings changed"
     if differences:
@@ -90,12 +95,21 @@ def is_finished(store: CheckpointStore, stage: str, config: dict, data_fingerpri
             f"{store.path(stage, 'final.pt')}: made with another config; differing keys: {'; '.join(differences[:8])}. "
             "Use the config it was made with, or a fresh --run-dir (or TRAIN_RUN_NAME) for this config."
         )
-    if marker["upstream"].get("data") != data_fingerprint:
+    recorded = marker["upstream"].get("data")
+    if not (recorded == data.fingerprint if stage == "evaluate" else same_training_data(recorded, data)):
         return False, "data files changed since it was made"
     for upstream in UPSTREAM[stage]:
         current = final_marker(store, upstream)
         if current is None or marker["upstream"].get(upstream) != current["uid"]:
             return False, f"{upstream} changed since it was made"
+    if stage in TRAINED_STAGES:
+        done, asked = int(marker.get("step", 0)), int(config[stage]["steps"])
+        if done > asked:
+            raise CheckpointError(
+                f"{store.path(stage, 'final.pt')}: trained to step {done}, but {stage}.steps is {asked}: training "
+                f"cannot be shortened; set {stage}.steps >= {done} (to train longer) or use a fresh --run-dir")
+        if done < asked:
+            return False, MORE_STEPS
     return True, ""
 
 
@@ -111,6 +125,9 @@ def run_pipeline(options: PipelineOptions) -> int:
     lock: RunDirLock | None = None
     try:
         cfg = load_config(options.config_path)
+        config_seed = cfg.seed
+        if options.seed is not None:
+            cfg = dataclasses.replace(cfg, seed=options.seed)
         run_name = options.run_name or cfg.name
         stages = planned_stages(cfg, options.stage)
         if options.fail_at is not None and options.fail_at not in STAGES:
@@ -119,15 +136,15 @@ def run_pipeline(options: PipelineOptions) -> int:
         if runtime.is_main:
             paths.make()
             lock = RunDirLock(paths.run_dir, wait_s=options.lock_wait_s).acquire()
-        wandb = (WandbRun.start(run_name=run_name, project=cfg.wandb.project, entity=cfg.wandb.entity,
-                                run_dir=paths.run_dir, config=cfg.to_dict())
-                 if runtime.is_main else WandbRun.disabled())
+        wandb = start_wandb(cfg, run_name, paths, runtime, stages) if runtime.is_main else WandbRun.disabled()
         tracker = Tracker(paths, run_name, is_main=runtime.is_main, wandb=wandb,
                           status_every_s=cfg.runtime.status_every_s)
         tracker.start_stage(stages[0])
         tracker.line(started_line(run_name, stages, wandb.url))
         tracker.line(f"runtime: device={runtime.device.type} world_size={runtime.world_size} bf16={runtime.bf16} "
                      f"compile={runtime.compile}")
+        if options.seed is not None and options.seed != config_seed:
+            tracker.line(f"seed: {cfg.seed} (overrides the config's {config_seed}; recorded in each checkpoint)")
         data = plan_data(cfg, paths.data_dir)  # every data file checked before any training
         store = CheckpointStore(paths, run_name, is_main=runtime.is_main, remote=remote_from_env(),
                                 log=tracker.line)
@@ -155,6 +172,7 @@ def run_pipeline(options: PipelineOptions) -> int:
         else:
             tracker.line(traceback.format_exc().rstrip())
             tracker.line(line)
+            _alert(tracker.wandb, run_name, current, exc, message)
             tracker.close("failed", error=message)
         return 2 if current == SETUP else 1
     finally:
@@ -165,10 +183,32 @@ def run_pipeline(options: PipelineOptions) -> int:
             lock.release()
 
 
+def start_wandb(cfg: Config, run_name: str, paths: RunPaths, runtime: Runtime, stages: list[str]) -> WandbRun:
+    """The run's W&B run: grouped by fleet/sweep, typed by job, tagged, with the launch facts in its config."""
+    facts = launch_facts()
+    if runtime.device.type == "cuda" and "gpu" not in facts:
+        import torch
+
+        facts["gpu"] = torch.cuda.get_device_name(runtime.device)
+    facts["world_size"] = runtime.world_size
+    return WandbRun.start(run_name=run_name, project=cfg.wandb.project, entity=cfg.wandb.entity,
+                          run_dir=paths.run_dir, config={**cfg.to_dict(), "launch": facts}, group=run_group(),
+                          job_type=job_type_for(stages), tags=tags_for(cfg.name, facts), stages=stages)
+
+
+def _alert(wandb: WandbRun, run_name: str, stage: str, exc: Exception, message: str) -> None:
+    """A stop (SIGTERM: the budget, a preemption or a person) warns; anything else is an error."""
+    if isinstance(exc, Terminated):
+        wandb.alert(f"{run_name} stopped in {stage}", f"{message} (a budget stop, a preemption or a person's "
+                    "stop: the supervisor's heartbeat says which)", level="WARN")
+    else:
+        wandb.alert(f"{run_name} failed in {stage}", message, level="ERROR")
+
+
 def _run_stage(ctx: StageContext, stage: str, *, explicit: bool) -> StageResult:
     store, tracker = ctx.checkpoints, ctx.tracker
     try:
-        finished, why = is_finished(store, stage, ctx.config_dict, ctx.data.fingerprint)
+        finished, why = is_finished(store, stage, ctx.config_dict, ctx.data)
     except CheckpointError as exc:
         if not explicit:  # `all` never silently replaces a result made with another config
             raise
@@ -180,6 +220,9 @@ def _run_stage(ctx: StageContext, stage: str, *, explicit: bool) -> StageResult:
         tracker.line(f"[{stage}] finished earlier; asked explicitly: running it again")
         store.remove(stage, "final.pt")
         store.remove(stage, "final.json")
+    elif why == MORE_STEPS:
+        tracker.line(f"[{stage}] {stage}.steps raised to {ctx.config_dict[stage]['steps']}: training its final "
+                     "checkpoint longer")
     elif stage != "cache" and store.exists(stage, "final.pt"):
         tracker.line(f"[{stage}] final checkpoint is stale ({why}): training again")
         store.remove(stage, "final.pt")

@@ -137,3 +137,25 @@ def _nu_of(handle: h5py.File, path: Path) -> float | None:
     if ATTR_NU in handle.attrs:
         return float(handle.attrs[ATTR_NU])
     return nu_from_file_name(path.name)
+
+
+def domain_of_grid(x: np.ndarray) -> tuple[float, float]:
+    """(start, end) of the periodic domain whose uniform cells have centres `x` (PDEBench and our writer store
+    cell centres): our files span [0, 1), PDEBench's 1D Burgers files (-1, 1)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or x.size < 2:
+        raise ValueError(f"grid needs at least 2 points, got shape {x.shape}")
+    dx = float(x[1] - x[0])
+    start = float(x[0]) - dx / 2
+    return round(start, 9), round(start + dx * x.size, 9)
+
+
+def periodic_domain(path: str | Path) -> tuple[float, float]:
+    """The domain of a file in PDEBench's layout, read from its full-resolution `x-coordinate`."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            x = np.asarray(handle[X_KEY][:], dtype=np.float64)
+    except (OSError, KeyError) as exc:
+        raise DataFileError(f"{path}: cannot read '{X_KEY}' for its domain: {exc}") from exc
+    return domain_of_grid(x)
