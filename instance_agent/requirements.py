@@ -32,8 +32,13 @@ def requirement_name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", match.group(1)).lower()
 
 
+INSTANCE_EXTRA = "instance"  # pyproject's extra with what training needs (the controller's has no torch)
+
+
 def instance_requirements(pyproject: Path, exclude: tuple[str, ...] = INSTANCE_EXCLUDES) -> list[str]:
-    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    """The project's dependencies plus its `instance` extra, less what the image or the controller brings."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    dependencies = [*project["dependencies"], *project.get("optional-dependencies", {}).get(INSTANCE_EXTRA, [])]
     excluded = {requirement_name(name) for name in exclude}
     return [req for req in dependencies if requirement_name(req) not in excluded]
 
