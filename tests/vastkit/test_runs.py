@@ -24,9 +24,11 @@ from vastkit.__main__ import main
 from vastkit.cost import InstanceCost, instance_cost, money
 from vastkit.follow import Follower, FollowSettings
 from vastkit.records import Instance
+from vastkit.results import ResultsRequest, wanted
 from vastkit.runs import Selector, Sources
-from vastkit.runs_remote import SshSettings
-from vastkit.runs_view import hmm
+from vastkit.runs_bucket import RunObject
+from vastkit.runs_remote import SshSettings, _sections
+from vastkit.runs_view import hmm, is_stale
 
 OWNED = {contract.OWNER_ENV: contract.OWNER_VALUE}
 STATUS = {"run_name": "day2-live", "stage": "operator", "step": 120, "total_steps": 400, "loss": 0.0123,
@@ -68,6 +70,33 @@ def test_a_run_selects_its_fleet_in_the_bucket_and_an_id_selects_no_bucket_run()
     assert not Selector.parse(instance_id=5).takes_name("r1")
 
 
+def test_a_done_run_is_never_stale_and_a_quiet_live_one_is():
+    assert is_stale({"phase": "pipeline"}, contract.STALE_HEARTBEAT_S + 1)
+    assert not is_stale({"phase": "pipeline"}, contract.STALE_HEARTBEAT_S - 1)
+    assert not is_stale({"phase": contract.PHASE_DONE}, 86400)
+
+
+def test_the_ssh_reply_splits_into_sections_and_the_log_is_taken_whole():
+    token = "abc123"
+    mark = f"@@{token}@@"
+    reply = (f"{mark}clock\n1700000000\n{mark}heartbeat\n{{\"state\": \"running\"}}\n{mark}status\n\n"
+             f"{mark}log\nlogs/operator.log\n{mark}size\n42\n{mark}data\nstep 1\n@@other@@clock\n")
+    found = _sections(reply, token)
+    assert found["clock"].strip() == "1700000000" and found["log"].strip() == "logs/operator.log"
+    assert found["data"] == "step 1\n@@other@@clock\n"  # whatever a log holds stays in the log
+
+
+def test_results_take_metrics_final_checkpoints_and_records_by_default():
+    request = ResultsRequest(run="r1", into=Path("/tmp/r1"))
+    keys = ["metrics/metrics.md", "metrics/a.png", "checkpoints/operator/final.pt", "checkpoints/operator/last.pt",
+            "logs/operator.log", "wandb/offline-run-1/x", "heartbeat.json", "status.json"]
+    taken = [k for k in keys if wanted(RunObject(k, 1), request)]
+    assert taken == ["metrics/metrics.md", "metrics/a.png", "checkpoints/operator/final.pt", "heartbeat.json",
+                     "status.json"]
+    with pytest.raises(ValueError, match="run name"):
+        ResultsRequest(run="../etc", into=Path("/tmp/x"))
+
+
 # -- the real path --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -104,12 +133,12 @@ def _rent(emulator, label: str, owned: bool = True) -> dict:
     return emulator.wait_status(emulator.launch(label=label, **({"env": OWNED} if owned else {})), "running")
 
 
-def _write(row: dict, key: Path, files: dict[str, str]) -> float:
-    """Write files under the code dir over SSH; returns the instance's clock."""
+def _write(row: dict, key: Path, files: dict[str, str], append: bool = False) -> float:
+    """Write (or append to) files under the code dir over SSH; returns the instance's clock."""
     script = [f"mkdir -p {contract.CODE_DIR}/logs"]
     for name, text in files.items():
         encoded = base64.b64encode(text.encode()).decode()
-        script.append(f"echo {encoded} | base64 -d > {contract.CODE_DIR}/{name}")
+        script.append(f"echo {encoded} | base64 -d {'>>' if append else '>'} {contract.CODE_DIR}/{name}")
     client = connect_ssh(row, key)
     try:
         status, out, err = ssh_run(client, " && ".join(script) + " && date +%s")
@@ -149,7 +178,7 @@ def test_runs_lists_a_live_a_finished_and_a_failed_run_with_cost_and_staleness(w
         (live_row,) = _row(out, "day2-live")  # live and in the bucket: shown once, live
         assert f"#{live['id']}" in live_row and "running" in live_row and "120/400" in live_row
         assert "0.0123" in live_row and " 0:01 " in live_row  # the ETA as h:mm
-        assert re.search(r"\b10 min STALE\b", live_row) and "https://wandb.ai/team" in live_row
+        assert re.search(r"\b1[01] min STALE\b", live_row) and "https://wandb.ai/team" in live_row
         assert "$9.99" not in live_row and re.search(r"\$0\.\d{4}", live_row)  # age x $/h, not the frozen figure
         (done,) = _row(out, "day2-done")
         assert "bucket" in done and "succeeded (destroyed)" in done and "$0.0512" in done and "STALE" not in done
@@ -219,7 +248,7 @@ def test_follow_tails_the_log_and_switches_to_the_bucket_when_the_instance_is_go
     try:
         _wait_for(lambda: any("step 2 loss 0.4" in line for line in said), said)
         assert any(re.search(r"stage operator step 2/400: running \(pipeline", line) for line in said), said
-        _write(row, key, {"logs/operator.log": "step 1 loss 0.5\nstep 2 loss 0.4\nstep 3 loss 0.3\n"})
+        _write(row, key, {"logs/operator.log": "step 3 loss 0.3\n"}, append=True)
         _wait_for(lambda: any("step 3 loss 0.3" in line for line in said), said)  # the live tail
         bucket = world["bucket"]
         _put(s3, bucket, "day2-follow", "heartbeat.json", _final_beat("day2-follow", "succeeded", 0.0042))
