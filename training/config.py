@@ -125,7 +125,8 @@ class DistillConfig(TrainLoopConfig):
     num_scales: int = 18  # N: teacher's discretised noise schedule
     target_ema: float = 0.95  # mu: EMA of the target network
     student_steps: list[int] = field(default_factory=lambda: [1, 2])
-    mid_sigma: float = 0.2  # noise level re-injected before the second student step
+    mid_sigma: float = 0.2  # re-noising before a 2nd step from pure noise (refine_sigma < sigma_max: unused, the
+    # student re-noises its estimate to refine_sigma as its teacher does; see models.consistency)
 
 
 @dataclass
@@ -145,7 +146,7 @@ class EvaluateConfig:
     batch_size: int = 64
     plots: bool = True
     seed: int = 1234  # noise of the diffusion samplers at evaluation, and the bootstrap's resampling
-    ensemble_size: int = 8  # samples per stochastic method (ensemble-mean nRMSE, CRPS, spread/skill); 1: none
+    ensemble_size: int = 4  # samples per stochastic method (ensemble-mean nRMSE, CRPS, spread/skill); 1: none
     pdebench_initial_step: int = 10  # PDEBench's context frames (its 1D configs' initial_step)
     bootstrap_resamples: int = 1000  # paired bootstrap over test trajectories, for every interval
     confidence_level: float = 0.95
