@@ -20,9 +20,24 @@ from typing import TextIO
 
 from run_contract import Marker, parse_marker
 
-__all__ = ["Marker", "PipelineProcess", "parse_marker"]
+__all__ = ["Marker", "PipelineProcess", "launch_command", "parse_marker"]
 
 PR_SET_PDEATHSIG = 1
+
+
+def launch_command(python: str, module_args: Sequence[str], *, nproc_per_node: int = 1) -> list[str]:
+    """`python -m <module_args>` as one process, or under torchrun as one process per GPU.
+
+    torchrun --standalone rendezvous on a free local port; it forwards a SIGTERM to every rank, and when one
+    rank fails it stops the others and exits non-zero (the supervisor reads a failure either way). Its own
+    restarts stay off: restarting (and resuming) is the supervisor's decision.
+    """
+    if nproc_per_node < 1:
+        raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
+    if nproc_per_node == 1:
+        return [python, "-m", *module_args]
+    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
+            "--max_restarts=0", "-m", *module_args]
 
 
 def _die_with_parent() -> None:
@@ -55,8 +70,9 @@ class PipelineProcess:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        # Its own session: a signal meant for the pipeline reaches its workers (DataLoader, torchrun) too,
-        # and a terminal hang-up in tmux does not reach it at all.
+        # Its own session: a signal meant for the pipeline reaches its workers (DataLoader) too, and a terminal
+        # hang-up in tmux does not reach it at all. torchrun's ranks have sessions of their own: torchrun
+        # forwards a SIGTERM to each, and each dies with torchrun (training.runtime sets its death signal).
         self._proc = subprocess.Popen(
             self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,

@@ -35,6 +35,8 @@ class SupervisorPolicy:
     code_dir: str = contract.CODE_DIR
     python: str = contract.PYTHON  # interpreter that runs the pipeline
     train_stage: str = "all"
+    # Pipeline processes, one per GPU: more than 1 starts the pipeline under torchrun (DDP; rank 0 writes).
+    nproc_per_node: int = 1
     reset_cache: int = 1
     auto_shutdown: bool = True  # destroy the instance when the pipeline ends (after the sync); false keeps it
     # running after a normal end, but a budget reached or a Ctrl-C still ends GPU billing (stop, disk kept)
@@ -60,6 +62,9 @@ class SupervisorPolicy:
             raise PolicyError(f"run_name: {error}")
         if not self.train_config or self.train_config.startswith("/") or ".." in Path(self.train_config).parts:
             raise PolicyError(f"train_config: {self.train_config!r} must be a path inside the repo, e.g. configs/x.yaml")
+        if self.nproc_per_node < 1:
+            raise PolicyError(f"nproc_per_node: must be >= 1 (one pipeline process per GPU of the instance), "
+                              f"got {self.nproc_per_node}")
         if self.reset_cache not in (0, 1):
             raise PolicyError(f"reset_cache: expected 0 or 1, got {self.reset_cache}")
         if self.max_runtime_hours <= 0:

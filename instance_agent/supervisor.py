@@ -27,7 +27,7 @@ from instance_agent import heartbeat as hb
 from instance_agent.artifacts import sync_artifacts
 from instance_agent.budget import Budget
 from instance_agent.layout import PIPELINE_LOG, STATE_DIR
-from instance_agent.pipeline import PipelineProcess
+from instance_agent.pipeline import PipelineProcess, launch_command
 from instance_agent.policy import SupervisorPolicy
 from instance_agent.rclone import Bucket, BucketConfigError
 
@@ -42,7 +42,8 @@ class SupervisorBusyError(RuntimeError):
 
 
 def pipeline_command(policy: SupervisorPolicy) -> list[str]:
-    return [policy.python, "-m", "training", "run", "--config", policy.train_config, "--stage", policy.train_stage]
+    return launch_command(policy.python, ["training", "run", "--config", policy.train_config,
+                                          "--stage", policy.train_stage], nproc_per_node=policy.nproc_per_node)
 
 
 def pipeline_env(policy: SupervisorPolicy, environ: Mapping[str, str]) -> dict[str, str]:
