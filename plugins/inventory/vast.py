@@ -18,6 +18,9 @@ description:
   - Each host gets its own known_hosts file (O(known_hosts_dir)/<id>), because a rented machine's host key
     is new each time while its proxy address may be reused.
   - The file must be named C(vast.yml) or C(vast.yaml) or end with one of those.
+  - When the API cannot be reached, or refuses the key, or there is no key, parsing fails with one line that
+    says what to check (C(VAST_URL), C(VAST_API_KEY) or C(vastai set api-key)); the repository's C(ansible.cfg)
+    makes a source that fails to parse fail the command (C(any_unparsed_is_failed)).
 extends_documentation_fragment:
   - constructed
   - inventory_cache
@@ -77,10 +80,30 @@ from ansible.utils.unsafe_proxy import wrap_var as make_unsafe
 try:
     from vastkit.client import VastAPI
     from vastkit.errors import VastAPIError, VastConfigError
+    from vastkit.retry import RetryPolicy
+    from vastkit.settings import DEFAULT_URL
 
     IMPORT_ERROR = None
 except ImportError as exc:  # reported when the plugin is used
     IMPORT_ERROR = exc
+
+
+# An inventory is asked interactively: a down API fails in seconds, not after the modules' long backoff.
+INVENTORY_RETRY = dict(attempts=3, base_delay=0.5, max_delay=2.0, max_retry_after=10.0)
+INVENTORY_TIMEOUT_S = 15.0
+
+
+def failure_line(exc: Exception, url: str) -> str:
+    """One line saying what went wrong and what to check (never the key; the URL carries none)."""
+    if isinstance(exc, VastConfigError):
+        return f"vast inventory: {exc}"
+    if exc.status is None:  # no HTTP answer at all: DNS, refused, timeout, TLS
+        return (f"vast inventory: cannot reach the Vast API at {url} ({exc.error}: {exc.msg}); check VAST_URL "
+                f"and the network")
+    if exc.status in (401, 403):
+        return (f"vast inventory: the Vast API at {url} refused the API key (HTTP {exc.status}); check "
+                f"VAST_API_KEY, or run vastai set api-key KEY")
+    return f"vast inventory: listing instances at {url} failed (HTTP {exc.status}): {exc.msg}"
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -113,12 +136,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _fetch(self) -> list:
         """Instance records as plain dicts (what the cache stores; no env, onstart or keys)."""
+        url = self.get_option("api_url") or os.environ.get("VAST_URL") or DEFAULT_URL
         try:
-            api = VastAPI.from_env(url=self.get_option("api_url"))
+            api = VastAPI.from_env(url=self.get_option("api_url"), retry=RetryPolicy(**INVENTORY_RETRY),
+                                   timeout=INVENTORY_TIMEOUT_S)
+            url = api.settings.url
             found = api.list_instances(label_prefix=self.get_option("label_prefix") or None,
                                        statuses=self.get_option("statuses") or None)
         except (VastAPIError, VastConfigError) as exc:
-            raise AnsibleParserError(f"vast inventory: {exc}") from None
+            raise AnsibleParserError(failure_line(exc, url)) from None
         wanted = set(self.get_option("statuses") or ())
         records = []
         for instance in sorted(found, key=lambda i: i.id):
