@@ -12,15 +12,24 @@ metrics/metrics.md, metrics/per_trajectory.npz and PNG plots, and logs them to W
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from training.config import EvaluateConfig
 from training.context import StageContext, StageResult
 from training.datafiles import load_split
 from training.loop import TrainSpec, train
 from training.metrics_pdebench import pdebench_metrics, predicted_frames, with_context
-from training.metrics_report import MethodMetrics, comparison_plan, comparisons, method_metrics, write_reports
+from training.metrics_report import (
+    Comparison,
+    MethodMetrics,
+    comparison_plan,
+    comparisons,
+    method_metrics,
+    write_reports,
+)
 from training.metrics_scoring import Scored, Scorer, ScoringSpec, score_components, statistics
 from training.models.consistency import student_refiner
 from training.models.diffusion import refine_evaluations
@@ -160,6 +169,55 @@ def score(method: Surrogate, preds: Predictions, u: torch.Tensor, trajectories: 
     return record, scored, parts
 
 
+@dataclass
+class Evaluation:
+    """Every method scored on one set of test trajectories, with the paired ratios between them."""
+
+    results: dict[str, MethodMetrics]
+    ratios: list[Comparison]
+    rollouts: dict[str, torch.Tensor]  # single-sample rollouts from frame 0, for the plots
+    components: dict[str, dict]  # per-trajectory components (metrics/per_trajectory.npz)
+    spec: ScoringSpec
+    u: torch.Tensor  # [N, S + 1, X]: the frames our protocol scores
+
+    def report_facts(self, evaluate: EvaluateConfig) -> dict:
+        """What metrics.json records about how the numbers were made."""
+        return {"scoring": self.spec.as_dict(), "ensemble_size": evaluate.ensemble_size,
+                "bootstrap_resamples": evaluate.bootstrap_resamples, "confidence_level": evaluate.confidence_level,
+                "bootstrap_seed": evaluate.seed}
+
+
+def evaluate_methods(methods: list[Surrogate], trajectories: torch.Tensor, x: torch.Tensor, dt: float,
+                     evaluate: EvaluateConfig, device: torch.device, *, steps: int | None = None,
+                     on_method: Callable[[int, MethodMetrics], None] | None = None) -> Evaluation:
+    """Both protocols, ensembles and intervals for `methods` on test trajectories [N, T, X]: the evaluate
+    stage's scoring, callable on any dataset (the evaluate-only CLI); `steps` defaults to rollout_steps."""
+    steps = evaluate.rollout_steps if steps is None else steps
+    u = trajectories[:, : steps + 1]
+    if u.shape[1] < steps + 1:
+        raise ValueError(f"a {steps}-step rollout needs {steps + 1} frames per trajectory, the data has "
+                         f"{u.shape[1]}; lower evaluate.rollout_steps or load more frames")
+    predicted_frames(trajectories.shape[1], evaluate.pdebench_initial_step)  # a clear error before any rollout
+    spec = scoring_spec(evaluate.corr_thresholds, x, dt, evaluate.pdebench_initial_step, int(trajectories.shape[1]))
+    scorer = Scorer(int(u.shape[0]), evaluate.bootstrap_resamples, evaluate.confidence_level, evaluate.seed)
+    results: dict[str, MethodMetrics] = {}
+    rollouts: dict[str, torch.Tensor] = {}
+    scored: dict[str, Scored] = {}
+    components: dict[str, dict] = {}
+    for index, method in enumerate(methods):
+        preds = predict(method, u, steps, device, evaluate.batch_size, trajectories=trajectories,
+                        initial_step=evaluate.pdebench_initial_step, members=evaluate.ensemble_size)
+        results[method.name], scored[method.name], components[method.name] = score(
+            method, preds, u, trajectories, spec, scorer)
+        rollouts[method.name] = preds.rollout
+        if on_method is not None:
+            on_method(index, results[method.name])
+    declared = {m.name: getattr(m, "baseline", None) or DECLARED_BASELINES.get(m.name) for m in methods}
+    plan = comparison_plan([m.name for m in methods], declared, spec.thresholds,
+                           {name: r.stochastic for name, r in results.items()})
+    return Evaluation(results, comparisons(plan, scored, scorer), rollouts, components, spec, u)
+
+
 def run(ctx: StageContext) -> StageResult:
     cfg, runtime = ctx.cfg, ctx.runtime
     started = time.perf_counter()
@@ -169,39 +227,22 @@ def run(ctx: StageContext) -> StageResult:
         return StageResult(STAGE, steps=fno_info["steps"])
     methods, upstream = build_methods(ctx, fno)
     test = load_split(cfg, ctx.data, "test")
-    evaluate = cfg.evaluate
-    steps = evaluate.rollout_steps
-    u, trajectories = test.u[:, : steps + 1], test.u
-    predicted_frames(trajectories.shape[1], evaluate.pdebench_initial_step)  # a clear error before any rollout
-    spec = scoring_spec(evaluate.corr_thresholds, test.x, test.dt, evaluate.pdebench_initial_step,
-                        int(trajectories.shape[1]))
-    scorer = Scorer(int(u.shape[0]), evaluate.bootstrap_resamples, evaluate.confidence_level, evaluate.seed)
-    results: dict[str, MethodMetrics] = {}
-    rollouts: dict[str, torch.Tensor] = {}
-    scored: dict[str, Scored] = {}
-    components: dict[str, dict] = {}
-    for index, method in enumerate(methods):
-        ctx.tracker.step(index, len(methods))
-        preds = predict(method, u, steps, runtime.device, evaluate.batch_size, trajectories=trajectories,
-                        initial_step=evaluate.pdebench_initial_step, members=evaluate.ensemble_size)
-        results[method.name], scored[method.name], components[method.name] = score(
-            method, preds, u, trajectories, spec, scorer)
-        rollouts[method.name] = preds.rollout
-        ctx.tracker.line(f"[{STAGE}] {results[method.name].summary_line()}")
+    evaluate, steps = cfg.evaluate, cfg.evaluate.rollout_steps
+
+    def progress(index: int, result: MethodMetrics) -> None:
+        ctx.tracker.step(index + 1, len(methods))  # methods scored so far
+        ctx.tracker.line(f"[{STAGE}] {result.summary_line()}")
         if index == 1:
-            ctx.maybe_fail(STAGE, f"after evaluating {method.name}")
-    declared = {m.name: getattr(m, "baseline", None) or DECLARED_BASELINES.get(m.name) for m in methods}
-    plan = comparison_plan([m.name for m in methods], declared, spec.thresholds,
-                           {name: r.stochastic for name, r in results.items()})
-    ratios = comparisons(plan, scored, scorer)
+            ctx.maybe_fail(STAGE, f"after evaluating {result.name}")
+
+    found = evaluate_methods(methods, test.u, test.x, test.dt, evaluate, runtime.device, on_method=progress)
+    results, ratios, u = found.results, found.ratios, found.u
     recon = reconstruction_nrmse(load_autoencoder(ctx).model, u, runtime.device, cfg.evaluate.batch_size)
     extra = {"autoencoder_recon_nrmse_test": recon, "fno_training": fno_info,
              "test_trajectories": int(u.shape[0]), "rollout_steps": steps, "dt": test.dt,
-             "scoring": spec.as_dict(), "ensemble_size": evaluate.ensemble_size,
-             "bootstrap_resamples": evaluate.bootstrap_resamples, "confidence_level": evaluate.confidence_level,
-             "bootstrap_seed": evaluate.seed}
-    files = write_reports(ctx.paths.metrics, results, ratios, rollouts, u, test.x, test.dt, extra,
-                          components=components, plots_enabled=evaluate.plots)
+             **found.report_facts(evaluate)}
+    files = write_reports(ctx.paths.metrics, results, ratios, found.rollouts, u, test.x, test.dt, extra,
+                          components=found.components, plots_enabled=evaluate.plots)
     for path in files:
         ctx.checkpoints.upload_file(path, f"metrics/{path.name}")
     ctx.tracker.wandb.summary({f"{STAGE}/ratio/{c.method}/{c.baseline}/{c.metric}/{part}": value for c in ratios
