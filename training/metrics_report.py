@@ -143,11 +143,16 @@ def comparisons(plan: list[tuple[str, str, str]], scored: dict[str, Scored], sco
     return out
 
 
+NOT_SAVED = ("power",)  # our protocol's error spectra [N, S, K]: the largest, and no bench aim reads them
+
+
 def save_components(path: Path, components: dict[str, Components]) -> Path:
-    """The per-trajectory components (float32) that every number was computed from, for seed pooling."""
+    """The per-trajectory components (float32) that the numbers were computed from, for seed pooling
+    (all but NOT_SAVED; PDEBench's spectra stay, for its fRMSE bands)."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{f"{method}/{key}": np.asarray(value, dtype=np.float32)
-                                   for method, parts in components.items() for key, value in parts.items()})
+                                   for method, parts in components.items() for key, value in parts.items()
+                                   if key not in NOT_SAVED})
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
