@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from training.config import Config, flatten
-from training.data.reader import periodic_domain
+from training.data.reader import equation_of, periodic_domain
 from training.datafiles import DataPlan
 from training.paths import atomic_write_bytes
 
@@ -120,6 +120,6 @@ def data_facts(plan: DataPlan) -> dict[str, Any]:
     """What a trained model assumes of its data: an evaluation on another file is refused unless these agree
     (after the domain rescaling documented in training.evaluate_cli)."""
     first = plan.files["train"][0]
-    return {"fingerprint": training_fingerprint(plan), "nu": plan.nu, "dt": plan.dt, "resolution": plan.resolution,
+    return {"fingerprint": training_fingerprint(plan), "equation": equation_of(first), "nu": plan.nu, "dt": plan.dt, "resolution": plan.resolution,
             "frames": plan.frames, "domain": list(periodic_domain(first)), "train_files": [p.name for p in
                                                                                          plan.files["train"]]}

@@ -32,10 +32,10 @@ from typing import Any
 import torch
 
 from training.checkpoint import CheckpointError
-from training.config import Config
+from training.config import EQUATION_BURGERS, Config
 from training.data import DataFileError, load_burgers
 from training.data.manifest import sha256_of
-from training.data.reader import periodic_domain
+from training.data.reader import equation_of, periodic_domain
 from training.inference import (
     RunNotFoundError,
     fetch_run,
@@ -66,6 +66,7 @@ class Physics:
     dt: float | None
     domain: tuple[float, float]
     resolution: int | None
+    equation: str = EQUATION_BURGERS
 
     @property
     def length(self) -> float:
@@ -75,16 +76,25 @@ class Physics:
         """The same problem rescaled to `other`'s domain length: nu and dt scale with 1/length."""
         s = self.length / other.length
         return Physics(nu=None if self.nu is None else self.nu / s, dt=None if self.dt is None else self.dt / s,
-                       domain=other.domain, resolution=self.resolution)
+                       domain=other.domain, resolution=self.resolution, equation=self.equation)
 
 
 def check_match(path: Path, file: Physics, trained: Physics, *, t_stride: int, x_stride: int) -> None:
-    """Raise DataMismatchError listing every difference, each with the equivalent values and a way out."""
+    """Raise DataMismatchError listing every difference, each with the equivalent values and a way out.
+
+    The rescaling to the model's domain holds for Burgers only; any other equation needs the model's domain.
+    """
+    if file.equation != trained.equation:
+        raise DataMismatchError(f"{path}: the file holds the {file.equation!r} equation; the model was trained on "
+                                f"{trained.equation!r}")
+    if file.equation != EQUATION_BURGERS and not math.isclose(file.length, trained.length, rel_tol=_RTOL):
+        raise DataMismatchError(f"{path}: domain length {_g(file.length)}, the model was trained on "
+                                f"{_g(trained.length)} ({file.equation} has no rescaling to another domain)")
     same = file.on_domain_of(trained)
     where = f"x in ({_g(file.domain[0])}, {_g(file.domain[1])})"
     model_where = f"the model's domain ({_g(trained.domain[0])}, {_g(trained.domain[1])})"
     problems = []
-    if file.nu is None:
+    if trained.nu is not None and file.nu is None:  # (an equation without viscosity, KS, skips both)
         problems.append("viscosity unknown: the file has no 'nu' attribute and no Nu<value> in its name; "
                         "pass --nu VALUE")
     elif trained.nu is not None and not math.isclose(same.nu, trained.nu, rel_tol=_RTOL):
@@ -111,7 +121,7 @@ def trained_physics(run_dir: Path, cfg: Config) -> tuple[Physics, list[str]]:
     facts = trained_data_facts(run_dir)
     if facts:
         return Physics(nu=facts.get("nu"), dt=facts.get("dt"), domain=tuple(facts["domain"]),
-                       resolution=facts.get("resolution")), []
+                       resolution=facts.get("resolution"), equation=facts.get("equation", EQUATION_BURGERS)), []
     return (Physics(nu=cfg.data.nu, dt=None, domain=OUR_DOMAIN, resolution=None),
             [f"the run predates recorded data facts: assuming nu={cfg.data.nu} (its config) on our domain "
              f"{OUR_DOMAIN}; frame spacing and resolution not checked"])
@@ -179,7 +189,8 @@ def _prepare(path: Path, cfg: Config, trained: Physics, options: EvaluateOptions
     nu = data.nu if data.nu is not None else options.nu
     if data.nu is not None and options.nu is not None and not math.isclose(data.nu, options.nu, rel_tol=_RTOL):
         raise DataMismatchError(f"{path}: --nu {options.nu} contradicts the file's own nu={data.nu}")
-    physics = Physics(nu=nu, dt=data.dt, domain=periodic_domain(path), resolution=data.resolution)
+    physics = Physics(nu=nu, dt=data.dt, domain=periodic_domain(path), resolution=data.resolution,
+                      equation=equation_of(path))
     check_match(path, physics, trained, t_stride=t_stride, x_stride=x_stride)
     steps = options.rollout_steps or min(cfg.evaluate.rollout_steps, data.n_frames - 1)
     if steps > data.n_frames - 1:

@@ -60,6 +60,16 @@ def test_equivalent_physics_is_accepted_and_mismatches_name_the_stride():
                     t_stride=1, x_stride=1)
 
 
+def test_another_equation_is_refused_and_ks_is_not_rescaled():
+    ks = Physics(nu=None, dt=0.05, domain=(0.0, 64.0), resolution=32, equation="ks")
+    with pytest.raises(DataMismatchError, match="holds the 'ks' equation; the model was trained on 'burgers'"):
+        check_match(Path("ks.h5"), ks, OURS, t_stride=1, x_stride=1)
+    check_match(Path("ks.h5"), ks, ks, t_stride=1, x_stride=1)
+    with pytest.raises(DataMismatchError, match="domain length 32, the model was trained on 64"):
+        check_match(Path("ks.h5"), Physics(nu=None, dt=0.05, domain=(0.0, 32.0), resolution=32, equation="ks"), ks,
+                    t_stride=1, x_stride=1)
+
+
 # -- on a trained run ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bucket_env(s3_server) -> dict[str, str]:

@@ -8,8 +8,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from training.config import EQUATION_BURGERS
 from training.data.errors import DataFileError
 from training.data.layout import (
+    ATTR_EQUATION,
     ATTR_NU,
     REQUIRED_KEYS,
     T_KEY,
@@ -148,6 +150,18 @@ def domain_of_grid(x: np.ndarray) -> tuple[float, float]:
     dx = float(x[1] - x[0])
     start = float(x[0]) - dx / 2
     return round(start, 9), round(start + dx * x.size, 9)
+
+
+def equation_of(path: str | Path) -> str:
+    """The PDE a file holds (its `equation` attribute); files without one (PDEBench's, our older ones) are
+    Burgers."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            value = handle.attrs.get(ATTR_EQUATION, EQUATION_BURGERS)
+    except OSError as exc:
+        raise DataFileError(f"{path}: not a readable HDF5 file: {exc}") from exc
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def periodic_domain(path: str | Path) -> tuple[float, float]:
