@@ -219,6 +219,7 @@ def ansible_vars() -> dict:
             "pipeline_log": PIPELINE_LOG,
             "runs_prefix": RUNS_PREFIX,
             "b2_required_env": list(B2_REQUIRED_ENV),
+            "b2_optional_env": list(B2_OPTIONAL_ENV),
             "wandb_env": list(WANDB_ENV),
             "secret_env": list(SECRET_ENV),
             "lease_env": LEASE_ENV,

@@ -51,8 +51,13 @@ def test_verbose_output_never_shows_a_secret(ansible, emulator):
 def test_setup_env_reports_missing_values_and_is_idempotent(ansible, emulator, tmp_path):
     missing = ansible.playbook("playbooks/setup_env.yml", env={"WANDB_API_KEY": "k-only-one"})
     assert missing.rc != 0
-    assert "missing value(s) for WANDB_PROJECT, WANDB_ENTITY, B2_KEY_ID" in missing.out
+    assert "missing value(s) for B2_KEY_ID, B2_APP_KEY, B2_S3_ENDPOINT, B2_BUCKET" in missing.out
     assert "nothing was written" in missing.out
+    b2_only = {k: v for k, v in SECRETS.items() if k.startswith("B2_") and k != "B2_S3_REGION"}
+    without_wandb = ansible.playbook("playbooks/setup_env.yml", env=b2_only)  # W&B is optional
+    assert without_wandb.rc == 0, without_wandb.out
+    assert "not set (optional): B2_S3_REGION, WANDB_API_KEY, WANDB_PROJECT, WANDB_ENTITY; without WANDB_API_KEY" \
+        in without_wandb.out
 
     dotenv = tmp_path / ".env"
     dotenv.write_text("".join(f'export {k}="{v}-file"\n' for k, v in SECRETS.items()) + "# comment\n")
