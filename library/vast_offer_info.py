@@ -52,7 +52,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 offers:
-  description: Matching offers, best first. C(id) is what O(vast_instance.offer_id) takes.
+  description:
+    - Matching offers, best first. C(id) is what the C(offer_id) option of C(vast_instance) takes.
+    - C(dph_total) is the price per hour of the GPUs plus RV(disk) GB of storage; C(min_bid) is the lowest bid
+      the host takes for an interruptible instance.
   returned: always
   type: list
   elements: dict
@@ -81,6 +84,15 @@ query:
   description: The search as one line of the options that were set.
   returned: always
   type: str
+disk:
+  description: The storage in GB that each offer's C(dph_total) includes (O(disk)).
+  returned: always
+  type: float
+  sample: 64.0
+interruptible:
+  description: Whether these are interruptible (bid) offers, whose C(min_bid) is what a bid must reach.
+  returned: always
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -109,7 +121,8 @@ def main():
     check_disk(module, params["disk"])
     if params["limit"] < 1:
         module.fail_json(msg=f"limit={params['limit']}: must be at least 1")
-    result = dict(changed=False, query=describe_search(params) + (f" image={params['image']}" if params["image"] else ""))
+    result = dict(changed=False, query=describe_search(params) + (f" image={params['image']}" if params["image"] else ""),
+                  disk=params["disk"], interruptible=params["interruptible"])
     try:
         problem = unknown_gpu_message(ctx.api, params["gpu_name"])
         if problem:
