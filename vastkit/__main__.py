@@ -23,14 +23,22 @@ from vastkit.runs_remote import SshSettings
 
 def _ssh(args: argparse.Namespace) -> SshSettings:
     default = SshSettings()
-    return SshSettings(key_file=Path(args.ssh_key).expanduser() if args.ssh_key else default.key_file,
-                       known_hosts_dir=(Path(args.known_hosts_dir).expanduser() if args.known_hosts_dir
-                                        else default.known_hosts_dir))
+    return SshSettings(
+        key_file=Path(args.ssh_key).expanduser() if args.ssh_key else default.key_file,
+        known_hosts_dir=(
+            Path(args.known_hosts_dir).expanduser() if args.known_hosts_dir else default.known_hosts_dir
+        ),
+    )
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    selector = Selector.parse(run=args.run, instance_id=args.id, label_prefix=args.label_prefix,
-                              older_than=args.older_than, everyone=args.all)
+    selector = Selector.parse(
+        run=args.run,
+        instance_id=args.id,
+        label_prefix=args.label_prefix,
+        older_than=args.older_than,
+        everyone=args.all,
+    )
     sources = Sources.from_env(_ssh(args), use_bucket=not args.no_bucket)
     details = args.detail or args.lines > 0
     listing = collect(sources, selector, log_lines=args.lines, gpu=details, limit=args.limit)
@@ -50,8 +58,13 @@ def cmd_follow(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    request = ResultsRequest(run=args.run, into=Path(args.into or Path("results") / args.run),
-                             checkpoints=not args.no_checkpoints, logs=args.logs, wandb=args.wandb)
+    request = ResultsRequest(
+        run=args.run,
+        into=Path(args.into or Path("results") / args.run),
+        checkpoints=not args.no_checkpoints,
+        logs=args.logs,
+        wandb=args.wandb,
+    )
     bucket = RunBucket.from_env()
     done = fetch(bucket, request)
     print("\n".join(report(bucket, request, done)))
@@ -78,7 +91,9 @@ def parser() -> argparse.ArgumentParser:
     runs.add_argument("--no-bucket", action="store_true", help="live runs only")
     runs.set_defaults(func=cmd_runs)
 
-    fol = sub.add_parser("follow", parents=[ssh], help="a run's progress and log until it ends, then its summary")
+    fol = sub.add_parser(
+        "follow", parents=[ssh], help="a run's progress and log until it ends, then its summary"
+    )
     fol.add_argument("run")
     fol.add_argument("--poll", type=float, default=5.0, help="seconds between polls (default 5)")
     fol.add_argument("--timeout", type=float, default=FollowSettings().timeout_s, help="give up after (s)")

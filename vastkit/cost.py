@@ -17,7 +17,7 @@ HOURS_PER_MONTH = 730.0  # Vast prices storage per GB and month of 730 hours
 
 
 def storage_per_hour(instance: Instance) -> float | None:
-    """The disk's share of `dph_total` in $/h (`storage_cost` is $/GB/month), or None when the row lacks it."""
+    """The disk's share of `dph_total` in $/h (`storage_cost` is $/GB/month); None when the row lacks it."""
     try:
         per_gb_month = float(instance.raw.get("storage_cost"))
     except (TypeError, ValueError):

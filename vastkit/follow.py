@@ -37,12 +37,16 @@ class FollowSettings:
     def __post_init__(self):
         for name in ("poll_s", "timeout_s", "appear_s", "record_s"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"follow: {name}={getattr(self, name)!r} must be a positive number of seconds")
+                raise ValueError(
+                    f"follow: {name}={getattr(self, name)!r} must be a positive number of seconds"
+                )
 
 
 def describe(beat: dict) -> str:
     """One progress line from a heartbeat (the stage, its step, state, phase and cost)."""
-    progress = f" step {beat['step']}/{beat.get('total_steps') or '?'}" if beat.get("step") is not None else ""
+    progress = (
+        f" step {beat['step']}/{beat.get('total_steps') or '?'}" if beat.get("step") is not None else ""
+    )
     cost = f", ${beat['cost_so_far']:.4f} so far" if isinstance(beat.get("cost_so_far"), (int, float)) else ""
     text = f"stage {beat.get('stage') or '-'}{progress}: {beat.get('state')} ({beat.get('phase')}{cost})"
     return text + (f" - {beat['error']}" if beat.get("error") else "")
@@ -51,8 +55,14 @@ def describe(beat: dict) -> str:
 class Follower:
     """One run, followed. `run()` returns the final heartbeat (None when the bucket has none)."""
 
-    def __init__(self, sources: Sources, run: str, settings: FollowSettings | None = None,
-                 say: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        sources: Sources,
+        run: str,
+        settings: FollowSettings | None = None,
+        say: Callable[[str], None] = print,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.sources, self.name = sources, run
         self.settings = settings or FollowSettings()
         self.say, self.clock = say, clock
@@ -78,13 +88,16 @@ class Follower:
                         self._print_summary(self._beat)
                         return self._beat
                 else:
-                    final = self._from_bucket(appeared=self._seen_instance is not None,
-                                              waited=self.clock() - started)
+                    final = self._from_bucket(
+                        appeared=self._seen_instance is not None, waited=self.clock() - started
+                    )
                     if final is not None:
                         return final or None
                 if self.clock() > deadline:
-                    raise TimeoutError(f"run {self.name} still going after {self.settings.timeout_s:.0f} s; "
-                                       f"see python -m vastkit runs --run {self.name}")
+                    raise TimeoutError(
+                        f"run {self.name} still going after {self.settings.timeout_s:.0f} s; "
+                        f"see python -m vastkit runs --run {self.name}"
+                    )
                 time.sleep(self.settings.poll_s)
         finally:
             self._close()
@@ -96,11 +109,17 @@ class Follower:
         return min(found, key=lambda i: i.id) if found else None  # two of one run: the lower id is the run's
 
     def _poll_instance(self, instance: Instance) -> None:
-        self._once("instance", (instance.id, instance.actual_status),
-                   f"instance {instance.id}: {instance.actual_status or 'created'}"
-                   + (f" ({instance.status_msg})" if instance.status_msg else "")
-                   + (f", {instance.num_gpus or 1}x {instance.gpu_name} at ${instance.dph_total:.4f}/h"
-                      if instance.gpu_name and instance.dph_total else ""))
+        self._once(
+            "instance",
+            (instance.id, instance.actual_status),
+            f"instance {instance.id}: {instance.actual_status or 'created'}"
+            + (f" ({instance.status_msg})" if instance.status_msg else "")
+            + (
+                f", {instance.num_gpus or 1}x {instance.gpu_name} at ${instance.dph_total:.4f}/h"
+                if instance.gpu_name and instance.dph_total
+                else ""
+            ),
+        )
         if not instance.is_running or not instance.ssh_addresses():
             return
         try:
@@ -108,24 +127,35 @@ class Follower:
         except SSH_NOT_READY + (FileNotFoundError,) as exc:
             self._once("ssh", describe_error(exc), f"SSH: {describe_error(exc)} (retrying)")
             return
-        read = read_run(instance, self.sources.ssh, client=client, log=self._log,
-                        log_offset=self._offset if self.settings.logs else None)
+        read = read_run(
+            instance,
+            self.sources.ssh,
+            client=client,
+            log=self._log,
+            log_offset=self._offset if self.settings.logs else None,
+        )
         if not read.reached:
             self._close()  # going away (a self-destroy), or a network blip: reconnect next poll
             return
         beat, status = read.heartbeat or {}, read.status or {}
         if beat:
             self._beat = beat
-            self._once("progress", (beat.get("stage"), beat.get("state"), beat.get("phase")),
-                       f"[{beat.get('elapsed_s') or 0:6.0f} s] {describe(beat)}")
+            self._once(
+                "progress",
+                (beat.get("stage"), beat.get("state"), beat.get("phase")),
+                f"[{beat.get('elapsed_s') or 0:6.0f} s] {describe(beat)}",
+            )
         if self.settings.logs:
             self._tail(read, status.get("stage") or beat.get("stage"))
 
     def _ended_in_place(self) -> bool:
         """The run is over and its instance stays (auto_shutdown=false: stopped, or kept running)."""
         beat = self._beat or {}
-        return (beat.get("state") in contract.FINAL_STATES and beat.get("phase") == contract.PHASE_DONE
-                and beat.get("ending") in (contract.STOPPED, contract.KEPT))
+        return (
+            beat.get("state") in contract.FINAL_STATES
+            and beat.get("phase") == contract.PHASE_DONE
+            and beat.get("ending") in (contract.STOPPED, contract.KEPT)
+        )
 
     def _tail(self, read, stage: str | None) -> None:
         if read.log is not None and read.log == self._log and read.log_size is not None:
@@ -141,8 +171,11 @@ class Follower:
             self._log = wanted
             self.say(f"--- {wanted} ---")
             # A late follower joins near the end of the first log; a new stage's log is read from its start.
-            self._offset = max(0, (read.log_size or 0) - self.settings.backlog_bytes) if (
-                first and read.log == wanted) else 0
+            self._offset = (
+                max(0, (read.log_size or 0) - self.settings.backlog_bytes)
+                if (first and read.log == wanted)
+                else 0
+            )
 
     def _connect(self, instance: Instance) -> paramiko.SSHClient:
         if self._client is None or self._client_id != instance.id or not _alive(self._client):
@@ -161,8 +194,11 @@ class Follower:
         """The final heartbeat ({} when the run ended without one), or None to keep waiting."""
         self._close()
         if appeared:
-            self._once("gone", True, f"instance {self._seen_instance.id} is gone: reading the run's record "
-                                     f"from the bucket")
+            self._once(
+                "gone",
+                True,
+                f"instance {self._seen_instance.id} is gone: reading the run's record from the bucket",
+            )
         bucket = self.sources.bucket
         if bucket is None:
             if appeared or waited > self.settings.appear_s:
@@ -178,12 +214,18 @@ class Follower:
             if appeared and self._gone_for() < self.settings.record_s:
                 return None  # the agent uploads its final heartbeat as it destroys the instance
             if not appeared and waited < self.settings.appear_s:
-                self._once("waiting", True, f"no instance labelled {self.name} yet and no final record in "
-                                            f"{bucket.where(self.name)}: waiting (a launch may be renting)")
+                self._once(
+                    "waiting",
+                    True,
+                    f"no instance labelled {self.name} yet and no final record in "
+                    f"{bucket.where(self.name)}: waiting (a launch may be renting)",
+                )
                 return None
             if not appeared and beat is None:
-                raise LookupError(f"no run {self.name}: no instance has this label and {bucket.where(self.name)} "
-                                  "holds no heartbeat (python -m vastkit runs lists the runs)")
+                raise LookupError(
+                    f"no run {self.name}: no instance has this label and {bucket.where(self.name)} "
+                    "holds no heartbeat (python -m vastkit runs lists the runs)"
+                )
         self._print_summary(beat or self._beat or {})
         return beat or self._beat or {}
 
@@ -209,8 +251,10 @@ class Follower:
             for obj in objects:
                 top = obj.key.split("/", 1)[0]
                 groups[top] = groups.get(top, 0) + 1
-            self.say(f"bucket {bucket.where(self.name)}: "
-                     + (", ".join(f"{k} ({v})" for k, v in sorted(groups.items())) or "empty"))
+            self.say(
+                f"bucket {bucket.where(self.name)}: "
+                + (", ".join(f"{k} ({v})" for k, v in sorted(groups.items())) or "empty")
+            )
             for line in metrics_table(bucket, self.name) if self.settings.metrics else ():
                 self.say(line)
             self.say(f"fetch it: python -m vastkit results {self.name}")
@@ -227,7 +271,8 @@ def _alive(client: paramiko.SSHClient) -> bool:
     return transport is not None and transport.is_active()
 
 
-def follow(sources: Sources, run: str, settings: FollowSettings | None = None,
-           say: Callable[[str], None] = print) -> dict | None:
+def follow(
+    sources: Sources, run: str, settings: FollowSettings | None = None, say: Callable[[str], None] = print
+) -> dict | None:
     """Follow `run` to its end; the final heartbeat (None when none was ever written)."""
     return Follower(sources, run, settings, say).run()

@@ -56,8 +56,10 @@ class Fetched:
 def fetch(bucket: RunBucket, request: ResultsRequest, say: Callable[[str], None] = print) -> Fetched:
     objects = bucket.objects(request.run)
     if not objects:
-        raise LookupError(f"{bucket.where(request.run)} is empty: no run {request.run} has synced there "
-                          "(python -m vastkit runs lists the runs)")
+        raise LookupError(
+            f"{bucket.where(request.run)} is empty: no run {request.run} has synced there "
+            "(python -m vastkit runs lists the runs)"
+        )
     out = Fetched(into=request.into)
     root = request.into.resolve()
     for obj in objects:
@@ -76,17 +78,26 @@ def fetch(bucket: RunBucket, request: ResultsRequest, say: Callable[[str], None]
 
 
 def report(bucket: RunBucket, request: ResultsRequest, done: Fetched) -> list[str]:
-    row = from_bucket(request.run, _json(done.into / contract.HEARTBEAT_FILE),
-                      _json(done.into / contract.STATUS_FILE), time.time())
+    row = from_bucket(
+        request.run,
+        _json(done.into / contract.HEARTBEAT_FILE),
+        _json(done.into / contract.STATUS_FILE),
+        time.time(),
+    )
     lines = summary(row)
     plots = sorted(k for k in done.fetched + done.unchanged if k.endswith(".png"))
     finals = sorted(k for k in done.fetched + done.unchanged if k.endswith("final.pt"))
-    lines += [f"into {done.into}/: {len(done.fetched)} fetched, {len(done.unchanged)} already here",
-              f"plots: {', '.join(plots) or 'none'}", f"final checkpoints: {', '.join(finals) or 'none'}"]
+    lines += [
+        f"into {done.into}/: {len(done.fetched)} fetched, {len(done.unchanged)} already here",
+        f"plots: {', '.join(plots) or 'none'}",
+        f"final checkpoints: {', '.join(finals) or 'none'}",
+    ]
     skipped = {k.split("/", 1)[0] for k in done.left}
     if skipped:
-        lines.append(f"left in {bucket.where(request.run)}: {', '.join(sorted(skipped))} "
-                     "(--logs, --wandb fetch those; superseded last.pt files stay there)")
+        lines.append(
+            f"left in {bucket.where(request.run)}: {', '.join(sorted(skipped))} "
+            "(--logs, --wandb fetch those; superseded last.pt files stay there)"
+        )
     if (done.into / "wandb").is_dir():
         lines.append(f"W&B offline run: wandb sync {done.into}/wandb/offline-run-*")
     table = done.into / "metrics" / "metrics.md"

@@ -39,20 +39,37 @@ class Selector:
     everyone: bool = False
 
     @classmethod
-    def parse(cls, *, run: str | None = None, instance_id: str | int | None = None, label_prefix: str | None = None,
-              older_than: str | None = None, everyone: bool = False) -> Selector:
+    def parse(
+        cls,
+        *,
+        run: str | None = None,
+        instance_id: str | int | None = None,
+        label_prefix: str | None = None,
+        older_than: str | None = None,
+        everyone: bool = False,
+    ) -> Selector:
         for name, value in (("run", run), ("label_prefix", label_prefix), ("older_than", older_than)):
             problem = empty_selector_error(name, value)
             if problem:
                 raise ValueError(f"{problem}. Nothing was selected.")
-        given = [n for n, v in (("run", run), ("id", instance_id), ("label_prefix", label_prefix)) if v is not None]
+        given = [
+            n for n, v in (("run", run), ("id", instance_id), ("label_prefix", label_prefix)) if v is not None
+        ]
         if len(given) > 1:
-            raise ValueError(f"Give one selector, not {' and '.join(given)} (older_than narrows any of them).")
+            raise ValueError(
+                f"Give one selector, not {' and '.join(given)} (older_than narrows any of them)."
+            )
         if instance_id is not None and not str(instance_id).isdigit():
-            raise ValueError(f"id={instance_id} is no instance id: give the number `vastai show instances` shows.")
-        return cls(run=run, instance_id=int(instance_id) if instance_id is not None else None,
-                   label_prefix=label_prefix, older_than=parse_age(older_than) if older_than else None,
-                   everyone=everyone)
+            raise ValueError(
+                f"id={instance_id} is no instance id: give the number `vastai show instances` shows."
+            )
+        return cls(
+            run=run,
+            instance_id=int(instance_id) if instance_id is not None else None,
+            label_prefix=label_prefix,
+            older_than=parse_age(older_than) if older_than else None,
+            everyone=everyone,
+        )
 
     @property
     def narrowed(self) -> bool:
@@ -67,23 +84,28 @@ class Selector:
             return False
         if not self.narrowed and not self.everyone and not is_owned(instance):
             return False
-        return self.older_than is None or bool(instance.start_date and now - instance.start_date >= self.older_than)
+        return self.older_than is None or bool(
+            instance.start_date and now - instance.start_date >= self.older_than
+        )
 
     def takes_name(self, name: str) -> bool:
         if self.instance_id is not None:
             return False  # an id names an instance; the bucket knows runs
         if self.run is not None:
-            return name == self.run or (name.startswith(self.run + "-") and name[len(self.run) + 1:].isdigit())
+            return name == self.run or (
+                name.startswith(self.run + "-") and name[len(self.run) + 1 :].isdigit()
+            )
         return self.label_prefix is None or name.startswith(self.label_prefix)
 
     def describe(self) -> str:
-        return (f"run={self.run or '-'}, id={self.instance_id if self.instance_id is not None else '-'}"
-                + (f", label_prefix={self.label_prefix}" if self.label_prefix else ""))
+        return f"run={self.run or '-'}, id={self.instance_id if self.instance_id is not None else '-'}" + (
+            f", label_prefix={self.label_prefix}" if self.label_prefix else ""
+        )
 
 
 @dataclass
 class Sources:
-    """Where runs are read from. `bucket` is None when the controller has no B2_* (`bucket_problem` says so)."""
+    """Where runs are read from; `bucket` is None without B2_* here (`bucket_problem` says why)."""
 
     api: VastAPI
     ssh: SshSettings = field(default_factory=SshSettings)
@@ -101,7 +123,9 @@ class Sources:
         return cls(api=VastAPI.from_env(), ssh=ssh or SshSettings(), bucket=bucket, bucket_problem=problem)
 
 
-def live_rows(sources: Sources, selector: Selector, now: float, *, log_lines: int = 0, gpu: bool = False) -> list[RunRow]:
+def live_rows(
+    sources: Sources, selector: Selector, now: float, *, log_lines: int = 0, gpu: bool = False
+) -> list[RunRow]:
     if selector.instance_id is not None:
         found = sources.api.get_instance(selector.instance_id)
         instances = [found] if found is not None else []
@@ -119,12 +143,16 @@ def live_rows(sources: Sources, selector: Selector, now: float, *, log_lines: in
     return [from_live(i, r, now) for i, r in zip(chosen, reads, strict=True)]
 
 
-def bucket_rows(bucket: RunBucket, selector: Selector, now: float, *, skip: set[str], limit: int) -> list[RunRow]:
+def bucket_rows(
+    bucket: RunBucket, selector: Selector, now: float, *, skip: set[str], limit: int
+) -> list[RunRow]:
     """The bucket's runs not shown live, newest first (by their last heartbeat), at most `limit`."""
     names = [n for n in bucket.run_names() if n not in skip and selector.takes_name(n)]
 
     def read(name: str) -> RunRow:
-        return from_bucket(name, bucket.read_json(name, "heartbeat.json"), bucket.read_json(name, "status.json"), now)
+        return from_bucket(
+            name, bucket.read_json(name, "heartbeat.json"), bucket.read_json(name, "status.json"), now
+        )
 
     with ThreadPoolExecutor(max_workers=READERS) as pool:
         rows = list(pool.map(read, names))
@@ -145,8 +173,15 @@ class Listing:
         return self.live + self.finished
 
 
-def collect(sources: Sources, selector: Selector, *, log_lines: int = 0, gpu: bool = False, limit: int = 20,
-            now: Callable[[], float] = time.time) -> Listing:
+def collect(
+    sources: Sources,
+    selector: Selector,
+    *,
+    log_lines: int = 0,
+    gpu: bool = False,
+    limit: int = 20,
+    now: Callable[[], float] = time.time,
+) -> Listing:
     at = now()
     live = live_rows(sources, selector, at, log_lines=log_lines, gpu=gpu)
     notes: list[str] = []
@@ -161,8 +196,14 @@ def collect(sources: Sources, selector: Selector, *, log_lines: int = 0, gpu: bo
     return Listing(live=live, finished=finished, notes=notes)
 
 
-def render(listing: Listing, selector: Selector, *, details: bool = False, log_lines: int = 0,
-           bucket: RunBucket | None = None) -> list[str]:
+def render(
+    listing: Listing,
+    selector: Selector,
+    *,
+    details: bool = False,
+    log_lines: int = 0,
+    bucket: RunBucket | None = None,
+) -> list[str]:
     if not listing.rows:
         what = "No instance matches" if selector.narrowed else "No runs of this project"
         return [f"{what} ({selector.describe()}): none live, none in the bucket.", *listing.notes]
@@ -174,8 +215,11 @@ def render(listing: Listing, selector: Selector, *, details: bool = False, log_l
                 out += metrics_table(bucket, row.name)
     stale = [r.name for r in listing.rows if r.stale]
     if stale:
-        out += ["", f"STALE heartbeat: {', '.join(stale)} - the supervisor may be dead; see "
-                    "docs/runbooks/training-crashed.md, or reap with teardown.yml -e all_runs=true"]
+        out += [
+            "",
+            f"STALE heartbeat: {', '.join(stale)} - the supervisor may be dead; see "
+            "docs/runbooks/training-crashed.md, or reap with teardown.yml -e all_runs=true",
+        ]
     return out + ([""] if listing.notes else []) + listing.notes
 
 

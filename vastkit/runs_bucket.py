@@ -41,13 +41,21 @@ class RunBucket:
     def __init__(self, settings: contract.BucketSettings):
         self.bucket = settings.bucket
         self._client = boto3.session.Session().client(
-            "s3", endpoint_url=settings.endpoint, region_name=settings.region,
-            aws_access_key_id=settings.key_id, aws_secret_access_key=settings.app_key,
+            "s3",
+            endpoint_url=settings.endpoint,
+            region_name=settings.region,
+            aws_access_key_id=settings.key_id,
+            aws_secret_access_key=settings.app_key,
             # Path-style works on B2 and on a loopback endpoint; B2 rejects boto3's default checksum headers.
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                          retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60,
-                          request_checksum_calculation="when_required",
-                          response_checksum_validation="when_required"),
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 4, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
         )
 
     @classmethod
@@ -68,10 +76,11 @@ class RunBucket:
         names: list[str] = []
         with self._errors("list", f"{contract.RUNS_PREFIX}/"):
             pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=f"{contract.RUNS_PREFIX}/", Delimiter="/")
+                Bucket=self.bucket, Prefix=f"{contract.RUNS_PREFIX}/", Delimiter="/"
+            )
             for page in pages:
                 for common in page.get("CommonPrefixes", []):
-                    name = common["Prefix"][len(contract.RUNS_PREFIX) + 1:].rstrip("/")
+                    name = common["Prefix"][len(contract.RUNS_PREFIX) + 1 :].rstrip("/")
                     if name and contract.run_name_error(name) is None:
                         names.append(name)
         return sorted(names)
@@ -80,9 +89,12 @@ class RunBucket:
         prefix = f"{contract.run_prefix(run)}/"
         found: list[RunObject] = []
         with self._errors("list", prefix + under):
-            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                                  Prefix=prefix + under):
-                found += [RunObject(obj["Key"][len(prefix):], int(obj["Size"])) for obj in page.get("Contents", [])]
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix + under
+            ):
+                found += [
+                    RunObject(obj["Key"][len(prefix) :], int(obj["Size"])) for obj in page.get("Contents", [])
+                ]
         return sorted(found, key=lambda o: o.key)
 
     def read(self, run: str, key: str) -> bytes | None:
@@ -115,8 +127,10 @@ class RunBucket:
                 self._client.download_file(self.bucket, full, tmp)
             expected = (head.get("Metadata") or {}).get(SHA256_METADATA)
             if expected and _sha256(Path(tmp)) != expected:
-                raise BucketError(f"download of s3://{self.bucket}/{full}: sha256 differs from the one recorded "
-                                  "at upload (a broken transfer); run the command again")
+                raise BucketError(
+                    f"download of s3://{self.bucket}/{full}: sha256 differs from the one recorded "
+                    "at upload (a broken transfer); run the command again"
+                )
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
@@ -154,12 +168,16 @@ class _BucketErrors:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise _Missing() from None
-            raise BucketError(f"{self.what} s3://{self.bucket}/{self.key}: {code or 'error'} "
-                              f"({exc.response.get('Error', {}).get('Message', '')}); check B2_BUCKET, "
-                              "B2_S3_ENDPOINT and the key's permissions") from None
+            raise BucketError(
+                f"{self.what} s3://{self.bucket}/{self.key}: {code or 'error'} "
+                f"({exc.response.get('Error', {}).get('Message', '')}); check B2_BUCKET, "
+                "B2_S3_ENDPOINT and the key's permissions"
+            ) from None
         if isinstance(exc, BotoCoreError):
-            raise BucketError(f"{self.what} s3://{self.bucket}/{self.key}: {str(exc)[:200]}; is "
-                              "B2_S3_ENDPOINT reachable from here?") from None
+            raise BucketError(
+                f"{self.what} s3://{self.bucket}/{self.key}: {str(exc)[:200]}; is "
+                "B2_S3_ENDPOINT reachable from here?"
+            ) from None
         return False
 
 

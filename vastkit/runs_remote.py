@@ -26,11 +26,12 @@ MAX_CHUNK = 256 * 1024  # bytes of a followed log per poll: a burst of output is
 
 @dataclass(frozen=True)
 class SshSettings:
-    """The launch key and the per-instance known_hosts directory (launch.yml's `ssh_key_file`, `known_hosts_dir`)."""
+    """The launch key and the per-instance known_hosts dir (launch.yml: ssh_key_file, known_hosts_dir)."""
 
     key_file: Path = field(default_factory=lambda: Path(LAUNCH_OPTIONS["ssh_key_file"].default).expanduser())
     known_hosts_dir: Path = field(
-        default_factory=lambda: Path(LAUNCH_OPTIONS["known_hosts_dir"].default).expanduser())
+        default_factory=lambda: Path(LAUNCH_OPTIONS["known_hosts_dir"].default).expanduser()
+    )
     timeout: float = 10.0
 
     def known_hosts(self, instance_id: int) -> Path:
@@ -52,7 +53,9 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
 def connect(instance: Instance, ssh: SshSettings) -> paramiko.SSHClient:
     """A logged-in client on the first of the instance's SSH addresses that answers (direct, then proxy)."""
     if not ssh.key_file.is_file():
-        raise FileNotFoundError(f"SSH key {ssh.key_file} does not exist: name the launch key with --ssh-key PATH")
+        raise FileNotFoundError(
+            f"SSH key {ssh.key_file} does not exist: name the launch key with --ssh-key PATH"
+        )
     addresses = instance.ssh_addresses()
     if not addresses:
         raise OSError(f"instance {instance.id} shows no SSH address yet")
@@ -65,9 +68,17 @@ def connect(instance: Instance, ssh: SshSettings) -> paramiko.SSHClient:
         client.load_host_keys(str(known))
         client.set_missing_host_key_policy(_AcceptNew(known))
         try:
-            client.connect(host, port=port, username="root", key_filename=str(ssh.key_file), look_for_keys=False,
-                           allow_agent=False, timeout=ssh.timeout, banner_timeout=ssh.timeout,
-                           auth_timeout=ssh.timeout)
+            client.connect(
+                host,
+                port=port,
+                username="root",
+                key_filename=str(ssh.key_file),
+                look_for_keys=False,
+                allow_agent=False,
+                timeout=ssh.timeout,
+                banner_timeout=ssh.timeout,
+                auth_timeout=ssh.timeout,
+            )
             return client
         except (paramiko.AuthenticationException, paramiko.BadHostKeyException):
             client.close()
@@ -81,8 +92,10 @@ def connect(instance: Instance, ssh: SshSettings) -> paramiko.SSHClient:
 def describe_error(exc: BaseException) -> str:
     """One line a person can act on."""
     if isinstance(exc, paramiko.BadHostKeyException):
-        return (f"host key changed for {exc.hostname}: refused (a reused address, or someone in between); "
-                "if the instance was recreated, delete its file under the known_hosts directory")
+        return (
+            f"host key changed for {exc.hostname}: refused (a reused address, or someone in between); "
+            "if the instance was recreated, delete its file under the known_hosts directory"
+        )
     if isinstance(exc, paramiko.AuthenticationException):
         return "SSH refused the key: give the launch key with --ssh-key PATH"
     return f"{type(exc).__name__}: {exc}"[:200]
@@ -103,16 +116,26 @@ class LiveRead:
     log_text: str = ""
 
 
-def read_run(instance: Instance, ssh: SshSettings, *, log_lines: int = 0, log: str | None = None,
-             log_offset: int | None = None, gpu: bool = False, client: paramiko.SSHClient | None = None) -> LiveRead:
+def read_run(
+    instance: Instance,
+    ssh: SshSettings,
+    *,
+    log_lines: int = 0,
+    log: str | None = None,
+    log_offset: int | None = None,
+    gpu: bool = False,
+    client: paramiko.SSHClient | None = None,
+) -> LiveRead:
     """Read the run's files in one SSH call. The log is `log` (relative to the code dir) or the newest
     logs/*.log; `log_lines` reads its last lines, `log_offset` the bytes from there on (following)."""
     own = client is None
     try:
         client = client or connect(instance, ssh)
         token = secrets.token_hex(6)
-        _, stdout, _ = client.exec_command(_script(token, log_lines=log_lines, log=log, log_offset=log_offset,
-                                                   gpu=gpu), timeout=ssh.timeout * 3)
+        _, stdout, _ = client.exec_command(
+            _script(token, log_lines=log_lines, log=log, log_offset=log_offset, gpu=gpu),
+            timeout=ssh.timeout * 3,
+        )
         output = stdout.read().decode("utf-8", "replace")
     except (*SSH_NOT_READY, FileNotFoundError) as exc:
         return LiveRead(reached=False, error=describe_error(exc))
@@ -122,16 +145,21 @@ def read_run(instance: Instance, ssh: SshSettings, *, log_lines: int = 0, log: s
     sections = _sections(output, token)
     clock = sections.get("clock", "").strip()
     size = sections.get("size", "").strip()
-    return LiveRead(reached=True, clock=float(clock) if clock.isdigit() else None,
-                    heartbeat=_json(sections.get("heartbeat")), status=_json(sections.get("status")),
-                    gpu_util=sections.get("gpu", "").strip().replace("\n", "/") or None,
-                    log=sections.get("log", "").strip() or None, log_size=int(size) if size.isdigit() else None,
-                    log_text=sections.get("data", ""))
+    return LiveRead(
+        reached=True,
+        clock=float(clock) if clock.isdigit() else None,
+        heartbeat=_json(sections.get("heartbeat")),
+        status=_json(sections.get("status")),
+        gpu_util=sections.get("gpu", "").strip().replace("\n", "/") or None,
+        log=sections.get("log", "").strip() or None,
+        log_size=int(size) if size.isdigit() else None,
+        log_text=sections.get("data", ""),
+    )
 
 
 def _script(token: str, *, log_lines: int, log: str | None, log_offset: int | None, gpu: bool) -> str:
     mark = f"@@{token}@@"
-    newest = f'$(ls -t {contract.LOGS_DIR}/*.log 2>/dev/null | head -n 1)'
+    newest = f"$(ls -t {contract.LOGS_DIR}/*.log 2>/dev/null | head -n 1)"
     parts = [
         f"cd {shlex.quote(contract.CODE_DIR)} 2>/dev/null",
         f"echo {mark}clock; date +%s",
@@ -139,10 +167,16 @@ def _script(token: str, *, log_lines: int, log: str | None, log_offset: int | No
         f"echo {mark}status; cat {contract.STATUS_FILE} 2>/dev/null; echo",
     ]
     if gpu:
-        parts.append(f"echo {mark}gpu; nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits "
-                     "2>/dev/null")
-    parts += [f'log={shlex.quote(log) if log else newest}', f'echo {mark}log; echo "$log"',
-              f'echo {mark}size; [ -f "$log" ] && stat -c %s -- "$log"', f"echo {mark}data"]
+        parts.append(
+            f"echo {mark}gpu; nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits "
+            "2>/dev/null"
+        )
+    parts += [
+        f"log={shlex.quote(log) if log else newest}",
+        f'echo {mark}log; echo "$log"',
+        f'echo {mark}size; [ -f "$log" ] && stat -c %s -- "$log"',
+        f"echo {mark}data",
+    ]
     if log_lines > 0:
         parts.append(f'[ -f "$log" ] && tail -n {int(log_lines)} -- "$log"')
     elif log_offset is not None:

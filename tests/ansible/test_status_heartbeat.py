@@ -29,19 +29,24 @@ def _write(row: dict, key, text: str) -> None:
         client.close()
 
 
-def test_a_stale_heartbeat_is_flagged_and_the_cost_is_live(ansible, emulator, ssh_keypair):
-    row = emulator.wait_status(emulator.launch(label="ctl-stale"), "running")
-    client = connect_ssh(row, ssh_keypair.private_key)
+def _clock(row: dict, key) -> float:
+    client = connect_ssh(row, key)
     try:
-        _, now, _ = ssh_run(client, "date +%s")
+        return float(ssh_run(client, "date +%s")[1])
     finally:
         client.close()
+
+
+def test_a_stale_heartbeat_is_flagged_and_the_cost_is_live(ansible, emulator, ssh_keypair):
+    row = emulator.wait_status(emulator.launch(label="ctl-stale"), "running")
+    key = ssh_keypair.private_key
     frozen = 0.0001  # what a dead supervisor last wrote
-    _write(row, ssh_keypair.private_key, json.dumps(_heartbeat(float(now) - 3600, frozen)))
+    _write(row, key, json.dumps(_heartbeat(_clock(row, key) - 3600, frozen)))
     out = ansible.playbook("playbooks/status.yml", "-e", "run=ctl-stale").out
     assert re.search(r"heartbeat: 36\d\d s old - STALE", out), out
     assert "cost so far ~$0.0001" not in out  # the instance's age x $/h, not the frozen figure
 
-    _write(row, ssh_keypair.private_key, json.dumps(_heartbeat(float(now), frozen)))
+    # Fresh: written now, on the instance's clock (the first playbook took a while on a loaded machine).
+    _write(row, key, json.dumps(_heartbeat(_clock(row, key), frozen)))
     fresh = ansible.playbook("playbooks/status.yml", "-e", "run=ctl-stale").out
     assert re.search(r"heartbeat: \d+ s old", fresh) and "STALE" not in fresh, fresh

@@ -31,34 +31,56 @@ from vastkit.runs_remote import SshSettings, _sections
 from vastkit.runs_view import hmm, is_stale
 
 OWNED = {contract.OWNER_ENV: contract.OWNER_VALUE}
-STATUS = {"run_name": "day2-live", "stage": "operator", "step": 120, "total_steps": 400, "loss": 0.0123,
-          "eta_s": 33, "state": "running", "error": None,
-          "wandb_url": "https://wandb.ai/team/universal-simulator/runs/abc123"}
+STATUS = {
+    "run_name": "day2-live",
+    "stage": "operator",
+    "step": 120,
+    "total_steps": 400,
+    "loss": 0.0123,
+    "eta_s": 33,
+    "state": "running",
+    "error": None,
+    "wandb_url": "https://wandb.ai/team/universal-simulator/runs/abc123",
+}
 METRICS_MD = "| method | nRMSE |\n|---|---|\n| operator | 0.0412 |\n"
 
 
-# -- pure decisions -------------------------------------------------------------------------------------------
+# -- pure decisions --------------------------------------------------------------------------------
+
 
 def test_eta_and_ages_read_as_hours_and_minutes_rounded_up():
     assert [hmm(s) for s in (None, 0, 33, 60, 61, 3600, 5 * 3600 + 59 * 60 + 1)] == [
-        "-", "0:00", "0:01", "0:01", "0:02", "1:00", "6:00"]
+        "-",
+        "0:00",
+        "0:01",
+        "0:01",
+        "0:02",
+        "1:00",
+        "6:00",
+    ]
 
 
 def test_cost_is_age_times_rate_and_the_disk_share_is_not_added_twice():
     cost = InstanceCost(age_s=7200, dph_total=0.5, storage_dph=0.05)
     assert cost.estimate == pytest.approx(1.0) and cost.gpu_dph == pytest.approx(0.45)
     assert money(cost.estimate) == "$1.00" and money(0.00012) == "$0.0001" and money(None) == "-"
-    row = Instance.from_api({"id": 1, "start_date": 1000.0, "dph_total": 0.36, "disk_space": 73.0,
-                             "storage_cost": 0.1})
+    row = Instance.from_api(
+        {"id": 1, "start_date": 1000.0, "dph_total": 0.36, "disk_space": 73.0, "storage_cost": 0.1}
+    )
     found = instance_cost(row, now=1000.0 + 3600)
     assert found.estimate == pytest.approx(0.36) and found.storage_dph == pytest.approx(0.01)
 
 
-@pytest.mark.parametrize("given, message", [
-    ({"run": ""}, "run is empty"), ({"label_prefix": " "}, "label_prefix is empty"),
-    ({"run": "a", "instance_id": "3"}, "Give one selector"), ({"instance_id": "abc"}, "is no instance id"),
-    ({"older_than": "6 hours"}, "expected a number and a unit"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"run": ""}, "run is empty"),
+        ({"label_prefix": " "}, "label_prefix is empty"),
+        ({"run": "a", "instance_id": "3"}, "Give one selector"),
+        ({"instance_id": "abc"}, "is no instance id"),
+        ({"older_than": "6 hours"}, "expected a number and a unit"),
+    ],
+)
 def test_bad_selectors_are_refused_with_the_fix(given, message):
     with pytest.raises(ValueError, match=message):
         Selector.parse(**given)
@@ -79,8 +101,10 @@ def test_a_done_run_is_never_stale_and_a_quiet_live_one_is():
 def test_the_ssh_reply_splits_into_sections_and_the_log_is_taken_whole():
     token = "abc123"
     mark = f"@@{token}@@"
-    reply = (f"{mark}clock\n1700000000\n{mark}heartbeat\n{{\"state\": \"running\"}}\n{mark}status\n\n"
-             f"{mark}log\nlogs/operator.log\n{mark}size\n42\n{mark}data\nstep 1\n@@other@@clock\n")
+    reply = (
+        f'{mark}clock\n1700000000\n{mark}heartbeat\n{{"state": "running"}}\n{mark}status\n\n'
+        f"{mark}log\nlogs/operator.log\n{mark}size\n42\n{mark}data\nstep 1\n@@other@@clock\n"
+    )
     found = _sections(reply, token)
     assert found["clock"].strip() == "1700000000" and found["log"].strip() == "logs/operator.log"
     assert found["data"] == "step 1\n@@other@@clock\n"  # whatever a log holds stays in the log
@@ -88,16 +112,30 @@ def test_the_ssh_reply_splits_into_sections_and_the_log_is_taken_whole():
 
 def test_results_take_metrics_final_checkpoints_and_records_by_default():
     request = ResultsRequest(run="r1", into=Path("/tmp/r1"))
-    keys = ["metrics/metrics.md", "metrics/a.png", "checkpoints/operator/final.pt", "checkpoints/operator/last.pt",
-            "logs/operator.log", "wandb/offline-run-1/x", "heartbeat.json", "status.json"]
+    keys = [
+        "metrics/metrics.md",
+        "metrics/a.png",
+        "checkpoints/operator/final.pt",
+        "checkpoints/operator/last.pt",
+        "logs/operator.log",
+        "wandb/offline-run-1/x",
+        "heartbeat.json",
+        "status.json",
+    ]
     taken = [k for k in keys if wanted(RunObject(k, 1), request)]
-    assert taken == ["metrics/metrics.md", "metrics/a.png", "checkpoints/operator/final.pt", "heartbeat.json",
-                     "status.json"]
+    assert taken == [
+        "metrics/metrics.md",
+        "metrics/a.png",
+        "checkpoints/operator/final.pt",
+        "heartbeat.json",
+        "status.json",
+    ]
     with pytest.raises(ValueError, match="run name"):
         ResultsRequest(run="../etc", into=Path("/tmp/x"))
 
 
-# -- the real path --------------------------------------------------------------------------------------------
+# -- the real path ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[S3Server]:
@@ -110,23 +148,46 @@ def world(s3, emulator, ssh_keypair, tmp_path, monkeypatch, request):
     """The controller's environment for one test: its own bucket, the emulator's key, the test key."""
     bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
     s3.create_bucket(bucket)
-    for name, value in {**s3.b2_env(bucket), "VAST_URL": emulator.url, "VAST_API_KEY": emulator.api_key}.items():
+    for name, value in {
+        **s3.b2_env(bucket),
+        "VAST_URL": emulator.url,
+        "VAST_API_KEY": emulator.api_key,
+    }.items():
         monkeypatch.setenv(name, value)
     ssh = ["--ssh-key", str(ssh_keypair.private_key), "--known-hosts-dir", str(tmp_path / "known_hosts")]
     return {"bucket": bucket, "ssh": ssh, "known_hosts": tmp_path / "known_hosts"}
 
 
 def _put(s3: S3Server, bucket: str, run: str, key: str, body: bytes | str | dict, sha256: str | None = None):
-    data = json.dumps(body).encode() if isinstance(body, dict) else body.encode() if isinstance(body, str) else body
+    data = (
+        json.dumps(body).encode()
+        if isinstance(body, dict)
+        else body.encode()
+        if isinstance(body, str)
+        else body
+    )
     extra = {"Metadata": {"sha256": sha256}} if sha256 else {}
     s3.client().put_object(Bucket=bucket, Key=f"runs/{run}/{key}", Body=data, **extra)
 
 
 def _final_beat(run: str, state: str, cost: float, **more) -> dict:
     now = time.time()
-    return {"run_name": run, "state": state, "phase": "done", "stage": "evaluate", "step": 20, "total_steps": 20,
-            "dph": 0.3, "cost_so_far": cost, "created_at": now - 3600, "updated_epoch": now - 1800,
-            "elapsed_s": 1700.0, "ending": "destroyed", "ending_reason": f"run {state}", **more}
+    return {
+        "run_name": run,
+        "state": state,
+        "phase": "done",
+        "stage": "evaluate",
+        "step": 20,
+        "total_steps": 20,
+        "dph": 0.3,
+        "cost_so_far": cost,
+        "created_at": now - 3600,
+        "updated_epoch": now - 1800,
+        "elapsed_s": 1700.0,
+        "ending": "destroyed",
+        "ending_reason": f"run {state}",
+        **more,
+    }
 
 
 def _rent(emulator, label: str, owned: bool = True) -> dict:
@@ -152,36 +213,80 @@ def _row(out: str, name: str) -> list[str]:
     return [line for line in out.splitlines() if line.split("  ", 1)[0] == name]
 
 
-def test_runs_lists_a_live_a_finished_and_a_failed_run_with_cost_and_staleness(world, s3, emulator, ssh_keypair,
-                                                                                 capsys):
+def test_runs_lists_a_live_a_finished_and_a_failed_run_with_cost_and_staleness(
+    world, s3, emulator, ssh_keypair, capsys
+):
     live = _rent(emulator, "day2-live")
     stranger = _rent(emulator, "day2-stranger", owned=False)  # not created by this project
     try:
         clock = _write(live, ssh_keypair.private_key, {"status.json": json.dumps(STATUS)})
-        beat = {"run_name": "day2-live", "state": "running", "phase": "pipeline", "stage": "operator", "step": 120,
-                "dph": 0.5, "cost_so_far": 9.99, "updated_epoch": clock - 600}  # nobody wrote it for 10 min
+        beat = {
+            "run_name": "day2-live",
+            "state": "running",
+            "phase": "pipeline",
+            "stage": "operator",
+            "step": 120,
+            "dph": 0.5,
+            "cost_so_far": 9.99,
+            "updated_epoch": clock - 600,
+        }  # nobody wrote it for 10 min
         lines = "\n".join(f"step {i} loss {1.0 / (i + 1):.4f}" for i in range(30)) + "\n"
-        _write(live, ssh_keypair.private_key, {"heartbeat.json": json.dumps(beat), "logs/operator.log": lines})
+        _write(
+            live, ssh_keypair.private_key, {"heartbeat.json": json.dumps(beat), "logs/operator.log": lines}
+        )
         bucket = world["bucket"]
         _put(s3, bucket, "day2-live", "heartbeat.json", {**beat, "state": "starting"})  # an older sync
-        _put(s3, bucket, "day2-done", "heartbeat.json",
-             _final_beat("day2-done", "succeeded", 0.0512, wandb_url="https://wandb.ai/t/p/runs/done1"))
-        _put(s3, bucket, "day2-done", "status.json", {"stage": "evaluate", "loss": 0.0021, "state": "succeeded"})
+        _put(
+            s3,
+            bucket,
+            "day2-done",
+            "heartbeat.json",
+            _final_beat("day2-done", "succeeded", 0.0512, wandb_url="https://wandb.ai/t/p/runs/done1"),
+        )
+        _put(
+            s3,
+            bucket,
+            "day2-done",
+            "status.json",
+            {"stage": "evaluate", "loss": 0.0021, "state": "succeeded"},
+        )
         _put(s3, bucket, "day2-done", "metrics/metrics.md", METRICS_MD)
-        _put(s3, bucket, "day2-failed", "heartbeat.json",
-             _final_beat("day2-failed", "failed", 0.0021, stage="operator", error="stage operator: boom"))
+        _put(
+            s3,
+            bucket,
+            "day2-failed",
+            "heartbeat.json",
+            _final_beat("day2-failed", "failed", 0.0021, stage="operator", error="stage operator: boom"),
+        )
 
         assert main(["runs", *world["ssh"]]) == 0
         out = capsys.readouterr().out
-        assert out.splitlines()[0].split() == ["RUN", "WHERE", "STATE", "STAGE", "STEP", "LOSS", "ETA", "GPU",
-                                               "$/H", "AGE", "COST", "HEARTBEAT", "W&B"]
+        assert out.splitlines()[0].split() == [
+            "RUN",
+            "WHERE",
+            "STATE",
+            "STAGE",
+            "STEP",
+            "LOSS",
+            "ETA",
+            "GPU",
+            "$/H",
+            "AGE",
+            "COST",
+            "HEARTBEAT",
+            "W&B",
+        ]
         (live_row,) = _row(out, "day2-live")  # live and in the bucket: shown once, live
         assert f"#{live['id']}" in live_row and "running" in live_row and "120/400" in live_row
         assert "0.0123" in live_row and " 0:01 " in live_row  # the ETA as h:mm
         assert re.search(r"\b1[01] min STALE\b", live_row) and "https://wandb.ai/team" in live_row
-        assert "$9.99" not in live_row and re.search(r"\$0\.\d{4}", live_row)  # age x $/h, not the frozen figure
+        assert "$9.99" not in live_row and re.search(
+            r"\$0\.\d{4}", live_row
+        )  # age x $/h, not the frozen figure
         (done,) = _row(out, "day2-done")
-        assert "bucket" in done and "succeeded (destroyed)" in done and "$0.0512" in done and "STALE" not in done
+        assert (
+            "bucket" in done and "succeeded (destroyed)" in done and "$0.0512" in done and "STALE" not in done
+        )
         (failed,) = _row(out, "day2-failed")
         assert "failed (destroyed)" in failed and "operator" in failed and "$0.0021" in failed
         assert not _row(out, "day2-stranger")
@@ -217,7 +322,9 @@ def test_a_changed_host_key_is_refused_and_said(world, emulator, ssh_keypair, tm
     row = _rent(emulator, "day2-hostkey")
     try:
         host, port = row["public_ipaddr"], row["ports"]["22/tcp"][0]["HostPort"]
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True
+        )
         other = (tmp_path / "other.pub").read_text().split()[:2]
         world["known_hosts"].mkdir(parents=True, exist_ok=True)
         (world["known_hosts"] / str(row["id"])).write_text(f"[{host}]:{port} {' '.join(other)}\n")
@@ -228,20 +335,37 @@ def test_a_changed_host_key_is_refused_and_said(world, emulator, ssh_keypair, tm
         emulator.destroy(row["id"])
 
 
-def test_follow_tails_the_log_and_switches_to_the_bucket_when_the_instance_is_gone(world, s3, emulator,
-                                                                                      ssh_keypair):
+def test_follow_tails_the_log_and_switches_to_the_bucket_when_the_instance_is_gone(
+    world, s3, emulator, ssh_keypair
+):
     row = _rent(emulator, "day2-follow")
     key = ssh_keypair.private_key
-    clock = _write(row, key, {"status.json": json.dumps({**STATUS, "run_name": "day2-follow"}),
-                              "logs/operator.log": "step 1 loss 0.5\nstep 2 loss 0.4\n"})
-    beat = {"run_name": "day2-follow", "state": "running", "phase": "pipeline", "stage": "operator", "step": 2,
-            "total_steps": 400, "elapsed_s": 42.0, "cost_so_far": 0.0003, "updated_epoch": clock}
+    clock = _write(
+        row,
+        key,
+        {
+            "status.json": json.dumps({**STATUS, "run_name": "day2-follow"}),
+            "logs/operator.log": "step 1 loss 0.5\nstep 2 loss 0.4\n",
+        },
+    )
+    beat = {
+        "run_name": "day2-follow",
+        "state": "running",
+        "phase": "pipeline",
+        "stage": "operator",
+        "step": 2,
+        "total_steps": 400,
+        "elapsed_s": 42.0,
+        "cost_so_far": 0.0003,
+        "updated_epoch": clock,
+    }
     _write(row, key, {"heartbeat.json": json.dumps(beat)})
     ssh = SshSettings(key_file=key, known_hosts_dir=world["known_hosts"])
     sources = Sources.from_env(ssh)
     said: list[str] = []
-    follower = Follower(sources, "day2-follow", FollowSettings(poll_s=0.3, timeout_s=120, record_s=20),
-                        say=said.append)
+    follower = Follower(
+        sources, "day2-follow", FollowSettings(poll_s=0.3, timeout_s=120, record_s=20), say=said.append
+    )
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(final=follower.run()), daemon=True)
     thread.start()
@@ -260,14 +384,21 @@ def test_follow_tails_the_log_and_switches_to_the_bucket_when_the_instance_is_go
     text = "\n".join(said)
     assert result["final"]["state"] == "succeeded"
     assert text.count("step 2 loss 0.4") == 1, text  # each log line once
-    assert f"instance {row['id']} is gone" in text and text.index("is gone") < text.index("day2-follow: succeeded")
+    assert f"instance {row['id']} is gone" in text and text.index("is gone") < text.index(
+        "day2-follow: succeeded"
+    )
     assert "cost: $0.0042" in text and "| operator | 0.0412 |" in text and "billing: DESTROYED" in text
     assert "python -m vastkit results day2-follow" in text
 
 
 def test_follow_of_a_run_that_already_failed_prints_its_record_and_exits_1(world, s3, capsys):
-    _put(s3, world["bucket"], "day2-gone", "heartbeat.json",
-         _final_beat("day2-gone", "failed", 0.001, stage="operator", error="stage operator: boom"))
+    _put(
+        s3,
+        world["bucket"],
+        "day2-gone",
+        "heartbeat.json",
+        _final_beat("day2-gone", "failed", 0.001, stage="operator", error="stage operator: boom"),
+    )
     assert main(["follow", "day2-gone", "--poll", "0.2", *world["ssh"]]) == 1
     out = capsys.readouterr().out
     assert "day2-gone: failed at stage operator" in out and "error: stage operator: boom" in out
@@ -280,7 +411,14 @@ def test_results_fetches_metrics_plots_and_final_checkpoints(world, s3, tmp_path
     _put(s3, bucket, "day2-res", "metrics/metrics.md", METRICS_MD)
     _put(s3, bucket, "day2-res", "metrics/metrics.json", {"operator": {"nrmse": 0.0412}})
     _put(s3, bucket, "day2-res", "metrics/spacetime_operator.png", b"\x89PNG fake image bytes")
-    _put(s3, bucket, "day2-res", "checkpoints/operator/final.pt", final, sha256=hashlib.sha256(final).hexdigest())
+    _put(
+        s3,
+        bucket,
+        "day2-res",
+        "checkpoints/operator/final.pt",
+        final,
+        sha256=hashlib.sha256(final).hexdigest(),
+    )
     _put(s3, bucket, "day2-res", "checkpoints/operator/last.pt", b"superseded")
     _put(s3, bucket, "day2-res", "logs/operator.log", "step 1\n")
     _put(s3, bucket, "day2-res", "wandb/offline-run-1/run-1.wandb", b"wandb")
@@ -329,8 +467,12 @@ def _wait_for(check, said, timeout: float = 30.0) -> None:
 
 def test_a_malformed_b2_setting_is_named_never_shown(monkeypatch, capsys):
     sentinel = "sentinel0b2endpoint0c0ffee"
-    for name, value in {"B2_KEY_ID": "sentinel0keyid", "B2_APP_KEY": "sentinel0appkey", "B2_BUCKET": "b",
-                        "B2_S3_ENDPOINT": f"http://127.0.0.1:1/{sentinel}"}.items():
+    for name, value in {
+        "B2_KEY_ID": "sentinel0keyid",
+        "B2_APP_KEY": "sentinel0appkey",
+        "B2_BUCKET": "b",
+        "B2_S3_ENDPOINT": f"http://127.0.0.1:1/{sentinel}",
+    }.items():
         monkeypatch.setenv(name, value)
     assert main(["results", "day2-any"]) == 2
     err = capsys.readouterr().err
