@@ -145,6 +145,13 @@ class Follower:
                 (beat.get("stage"), beat.get("state"), beat.get("phase")),
                 f"[{beat.get('elapsed_s') or 0:6.0f} s] {describe(beat)}",
             )
+        else:
+            self._once(
+                "progress",
+                "none",
+                "no heartbeat yet: the launch is handing the run over (code, "
+                "requirements, data); the supervisor starts after that",
+            )
         if self.settings.logs:
             self._tail(read, status.get("stage") or beat.get("stage"))
 

@@ -170,7 +170,7 @@ COLUMNS = (
 
 def _cells(row: RunRow) -> tuple[str, ...]:
     step = "-" if row.step is None else f"{row.step}/{row.total_steps or '?'}"
-    state = row.state + (f" ({row.ending})" if row.ending and not row.live else "")
+    state = row.state + (f" ({row.ending})" if row.ending else "")
     beat = ago(row.heartbeat_age_s) + (" STALE" if row.stale else "")
     wandb = (
         row.wandb

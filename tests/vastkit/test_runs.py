@@ -391,6 +391,27 @@ def test_follow_tails_the_log_and_switches_to_the_bucket_when_the_instance_is_go
     assert "python -m vastkit results day2-follow" in text
 
 
+def test_follow_ends_when_the_run_ended_and_its_instance_is_kept(world, emulator, ssh_keypair):
+    row = _rent(emulator, "day2-kept")
+    try:
+        clock = _write(row, ssh_keypair.private_key, {})
+        beat = {
+            **_final_beat("day2-kept", "succeeded", 0.002),
+            "updated_epoch": clock,
+            "ending": "kept",
+            "ending_reason": "auto_shutdown=false: the instance stays for you",
+        }
+        _write(row, ssh_keypair.private_key, {"heartbeat.json": json.dumps(beat)})
+        said: list[str] = []
+        ssh = SshSettings(key_file=ssh_keypair.private_key, known_hosts_dir=world["known_hosts"])
+        settings = FollowSettings(poll_s=0.3, timeout_s=60, logs=False)
+        final = Follower(Sources.from_env(ssh), "day2-kept", settings, say=said.append).run()
+        assert final["ending"] == "kept" and emulator.instance(row["id"])["actual_status"] == "running"
+        assert "billing: KEPT - auto_shutdown=false: the instance stays for you" in said, said
+    finally:
+        emulator.destroy(row["id"])
+
+
 def test_follow_of_a_run_that_already_failed_prints_its_record_and_exits_1(world, s3, capsys):
     _put(
         s3,
