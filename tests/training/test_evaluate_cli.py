@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from pipeline_support import generate_tiny_data
+from pipeline_support import REPO, clean_env, generate_tiny_data
 from trained_run import small_config, train_run
 
 from training.data.reader import domain_of_grid
@@ -68,6 +70,14 @@ def test_another_equation_is_refused_and_ks_is_not_rescaled():
     with pytest.raises(DataMismatchError, match="domain length 32, the model was trained on 64"):
         check_match(Path("ks.h5"), Physics(nu=None, dt=0.05, domain=(0.0, 32.0), resolution=32, equation="ks"), ks,
                     t_stride=1, x_stride=1)
+
+
+def test_cli_without_a_trained_run_says_so(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "training", "evaluate", "--run-dir", str(tmp_path), "--data",
+                             str(tmp_path / "x.h5")], env=clean_env(), cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert f"RunNotFoundError: {tmp_path}/checkpoints/autoencoder/final.pt not found" in result.stderr
 
 
 # -- on a trained run ----------------------------------------------------------------------------------------
