@@ -117,7 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, VastConfigError, BucketSettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (VastAPIError, BucketError, LookupError, TimeoutError) as exc:
+    except VastAPIError as exc:
+        if exc.status is None:  # no answer at all: a transport error, not the API's word
+            print(
+                f"error: the Vast API did not answer ({exc.error}: {exc.msg}); check VAST_URL and the network",
+                file=sys.stderr,
+            )
+        elif exc.status in (401, 403):
+            print(f"error: {exc}; check VAST_API_KEY (or run vastai set api-key)", file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (BucketError, LookupError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

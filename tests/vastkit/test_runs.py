@@ -498,3 +498,13 @@ def test_a_malformed_b2_setting_is_named_never_shown(monkeypatch, capsys):
     assert main(["results", "day2-any"]) == 2
     err = capsys.readouterr().err
     assert "B2_S3_ENDPOINT must be a host or URL" in err and "$B2_S3_ENDPOINT" in err and sentinel not in err
+
+
+def test_an_api_that_does_not_answer_is_named_with_the_fix(monkeypatch, capsys):
+    monkeypatch.setenv("VAST_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("VAST_API_KEY", "sentinel0vastkey")
+    monkeypatch.setenv("VASTKIT_PACING_SCALE", "0")
+    assert main(["runs", "--no-bucket"]) == 1
+    err = capsys.readouterr().err
+    assert "did not answer" in err and "check VAST_URL" in err and "HTTP None" not in err
+    assert "sentinel0vastkey" not in err
