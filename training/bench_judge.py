@@ -57,7 +57,7 @@ class Aim:
 def verdict(found: Interval, direction: str, target: float | tuple[float, float]) -> str:
     """met: the whole interval satisfies the aim; missed: none of it does; undecided otherwise."""
     low, high = found.low, found.high
-    if not (math.isfinite(low) and math.isfinite(high)):
+    if math.isnan(low) or math.isnan(high):
         return UNDECIDED
     if direction == "<=":
         return MET if high <= target else MISSED if low > target else UNDECIDED

@@ -68,15 +68,17 @@ def _trajectories(components: Components) -> int:
 
 
 def percentile_interval(point: float, samples: np.ndarray, level: float) -> Interval:
-    """The central `level` interval of the finite resampled values (NaN bounds if there are none)."""
+    """The central `level` interval of the resampled values (NaN bounds if there are none)."""
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     samples = np.asarray(samples, dtype=np.float64)
-    samples = samples[np.isfinite(samples)]
+    samples = samples[~np.isnan(samples)]  # 0/0; an infinite ratio (x/0) stays and can be a bound
     if samples.size == 0:
         return Interval(point, float("nan"), float("nan"), level)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(samples, [tail, 100 - tail])
+    tail = (1 - level) / 2
+    # with infinities present, bounds are order statistics (no interpolation towards inf - inf)
+    method = "linear" if np.isfinite(samples).all() else "inverted_cdf"
+    low, high = np.quantile(samples, [tail, 1 - tail], method=method)
     return Interval(point, float(low), float(high), level)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from training.bootstrap import (
     interval,
+    percentile_interval,
     ratio_interval,
     resample_weights,
     seed_pooled_interval,
@@ -69,3 +70,12 @@ def test_seed_pooling_adds_seed_to_seed_spread():
     assert (spread.high - spread.low) > 3 * (single.high - single.low)
     with pytest.raises(ValueError, match="different numbers"):
         seed_pooled_interval([{"x": base}, {"x": base[:10]}], _mean)
+
+
+def test_infinite_ratios_stay_as_bounds_and_nan_is_dropped():
+    samples = np.array([1.0, 2.0, 3.0, np.inf, np.inf, np.nan])
+    found = percentile_interval(2.0, samples, 0.5)
+    assert found.low == 2.0 and found.high == np.inf
+    assert np.isnan(percentile_interval(1.0, np.array([np.nan]), 0.95).low)
+    with pytest.raises(ValueError, match="level"):
+        percentile_interval(1.0, samples, 1.5)

@@ -112,5 +112,7 @@ def test_verdict_rules():
     assert verdict(inside, "<=", 1.0) == UNDECIDED and verdict(inside, ">=", 0.85) == MET
     assert verdict(inside, "within", (0.7, 1.3)) == MET and verdict(inside, "within", (1.2, 1.3)) == MISSED
     assert verdict(Interval(1.0, float("nan"), float("nan")), "<=", 2.0) == UNDECIDED
+    unbounded = Interval(float("inf"), 2.0, float("inf"))  # a ratio over a baseline that scores 0
+    assert verdict(unbounded, ">=", 1.1) == MET and verdict(unbounded, "<=", 1.0) == MISSED
     with pytest.raises(ValueError, match="direction"):
         verdict(inside, "<", 1.0)
