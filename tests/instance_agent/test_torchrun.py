@@ -156,6 +156,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 SHORT = {"steps": 4, "warmup_steps": 1, "ckpt_every": 2, "log_every": 2}
 
 
+@pytest.mark.slow
 def test_two_ranks_run_the_pipeline_and_rank_0_alone_writes(tmp_path, s3, tiny_data):
     """Two trained stages and the cache (rank 0 builds it, the others wait) of the tiny preset, 4 steps each."""
     code_dir = make_code_dir(tmp_path, tiny_data, ["autoencoder", "cache", "operator"], autoencoder=SHORT,
@@ -180,6 +181,7 @@ def test_two_ranks_run_the_pipeline_and_rank_0_alone_writes(tmp_path, s3, tiny_d
     assert list(stages) == ["autoencoder", "cache", "operator"] and stages["operator"]["steps"] == 4
 
 
+@pytest.mark.slow
 def test_sigterm_reaches_every_rank_and_rank_0_saves_where_all_stopped(tmp_path, s3, tiny_data):
     """The supervisor's SIGTERM goes to torchrun, which forwards it to both ranks; they agree on the step,
     rank 0 saves last.pt and reports it, and no rank outlives the run."""
@@ -215,6 +217,7 @@ def test_sigterm_reaches_every_rank_and_rank_0_saves_where_all_stopped(tmp_path,
     assert not [rank for rank, pid in pids.items() if _alive(pid)]
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_fails_the_whole_run(tmp_path, s3, tiny_data):
     """kill -9 of rank 1 alone (as the OOM killer would): torchrun stops rank 0, the run fails, nothing is left."""
     code_dir = make_code_dir(tmp_path, tiny_data, autoencoder={"steps": 100000, "log_every": 1000,
