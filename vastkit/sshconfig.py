@@ -118,7 +118,7 @@ def with_include(config_text: str, config_dir: str | Path) -> str:
     """`config_text` with the Include at its top (unchanged if it has it)."""
     if has_include(config_text, config_dir):
         return config_text
-    return f"{MARKER}\n{include_line(config_dir)}\n\n{config_text}"
+    return f"{MARKER}\n{include_line(config_dir)}\n" + (f"\n{config_text}" if config_text else "")
 
 
 # -- writes -------------------------------------------------------------------------------------------------
