@@ -17,7 +17,7 @@ from training.models.operator import LatentStepper
 from training.models.pderefiner import PDERefiner, pderefiner_loss, refinement_sigmas
 
 LEVELS = 3
-REFINER = {"enabled": True, "levels": LEVELS, "width": 32, "blocks": 2, "kernel_size": 3, "steps": 40,
+REFINER = {"enabled": True, "levels": LEVELS, "width": 32, "blocks": 2, "kernel_size": 3, "steps": 60,
            "batch_size": 32, "lr": 2.0e-3, "warmup_steps": 5, "ckpt_every": 20, "log_every": 10}
 
 
@@ -94,11 +94,20 @@ def refiner_run(tmp_path_factory) -> Path:
 
 
 def test_pipeline_trains_pderefiner_and_its_mse_baseline(refiner_run):
-    for name in ("pderefiner", "pderefiner_mse"):
+    cfg = load_config(refiner_run.parent / "refiner.yaml")
+    z = torch.load(refiner_run / "cache" / "latents.pt", weights_only=True)["latents"]["train"]
+    for name, levels in (("pderefiner", LEVELS), ("pderefiner_mse", 0)):
         payload = torch.load(refiner_run / "checkpoints" / "diffusion" / f"{name}_final.pt", weights_only=True)
         assert payload["final"] and payload["step"] == REFINER["steps"]
-        assert payload["final_loss"] < payload["first_loss"], (name, payload["first_loss"], payload["final_loss"])
         assert all(torch.isfinite(t.float()).all() for t in payload["models"]["ema"].values())
+        # Its k = 0 prediction beats the untrained one (persistence: an MSE of E[y^2] = 1 on the unit-std change).
+        model = PDERefiner(cfg.autoencoder.latent_dim, cfg.diffusion.pderefiner, levels=levels)
+        model.load_state_dict(payload["models"]["model"])
+        x = model.normalise(z)
+        prev, y = x[:, :-1].flatten(0, 1), (x[:, 1:] - x[:, :-1]).flatten(0, 1) / model.delta_std
+        with torch.no_grad():
+            k0 = pderefiner_loss(model, model.sigmas, prev, y, torch.zeros(len(y), dtype=torch.long), y)
+        assert float((y**2).mean()) == pytest.approx(1.0, rel=1e-2) and float(k0) < 0.95, (name, float(k0))
     mse = torch.load(refiner_run / "checkpoints" / "diffusion" / "pderefiner_mse_final.pt", weights_only=True)
     assert mse["models"]["model"]["sigmas"].numel() == 0  # trained at k = 0 only: the MSE baseline
     assert (refiner_run / "checkpoints" / "diffusion" / "final.pt").is_file()  # the residual refiner too
@@ -125,3 +134,25 @@ def test_trained_first_estimate_has_the_operators_shape(refiner_run):
     z = torch.load(refiner_run / "cache" / "latents.pt", weights_only=True)["latents"]["val"][:, 0]
     with torch.no_grad():
         assert model.predict(model.normalise(z)).shape == operator(operator.normalise(z)).shape == z.shape
+
+
+def test_rerun_reuses_a_finished_refiner_and_retrains_one_from_another_autoencoder(refiner_run):
+    """The diffusion stage interrupted after PDE-Refiner: a rerun reuses what matches its upstream and
+    retrains what was made from another autoencoder (train() alone would reuse it)."""
+    folder = refiner_run / "checkpoints" / "diffusion"
+    (folder / "final.pt").unlink()
+    (folder / "final.json").unlink()
+    marker = json.loads((folder / "pderefiner_final.json").read_text())
+    marker["upstream"]["autoencoder"] = "0" * 32
+    (folder / "pderefiner_final.json").write_text(json.dumps(marker))
+    kept = torch.load(folder / "pderefiner_mse_final.pt", weights_only=True)["uid"]
+    log = refiner_run / "logs" / "diffusion.log"
+    before = log.read_text() if log.is_file() else ""
+    assert run_in_process(refiner_run.parent / "refiner.yaml", refiner_run, refiner_run.parent / "data",
+                          stage="diffusion", run_name="tiny-pderefiner") == 0
+    added = log.read_text()[len(before):]
+    assert "pderefiner_final.pt was made from another autoencoder: training again" in added
+    assert "diffusion/pderefiner_mse_final.pt exists: reusing it" in added
+    assert torch.load(folder / "pderefiner_mse_final.pt", weights_only=True)["uid"] == kept
+    fresh = json.loads((folder / "pderefiner_final.json").read_text())
+    assert fresh["upstream"]["autoencoder"] != "0" * 32 and (folder / "final.pt").is_file()

@@ -47,11 +47,12 @@ def build(z_train: torch.Tensor, ctx: StageContext, levels: int) -> PDERefiner:
 
 
 def drop_if_other_upstream(ctx: StageContext, name: str, upstream: dict[str, str]) -> None:
-    """train() reuses a matching final.pt or resumes last.pt; here the upstream must match too."""
+    """train() reuses a matching final.pt or resumes last.pt (it checks config and data); here the
+    upstream models must match too."""
     store = ctx.checkpoints
     marker = store.read_marker(FOLDER, f"{name}_final.json") or {}
-    if store.exists(FOLDER, f"{name}_final.pt") and marker.get("upstream") != {**upstream,
-                                                                                "data": ctx.data.fingerprint}:
+    made_from = {key: uid for key, uid in marker.get("upstream", {}).items() if key != "data"}
+    if store.exists(FOLDER, f"{name}_final.pt") and made_from != upstream:
         ctx.tracker.line(f"[{FOLDER}] {name}_final.pt was made from another autoencoder: training again")
         store.remove(FOLDER, f"{name}_final.pt")
         store.remove(FOLDER, f"{name}_final.json")
