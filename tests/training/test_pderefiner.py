@@ -89,7 +89,9 @@ def refiner_run(tmp_path_factory) -> Path:
     raw["diffusion"]["pderefiner"] = REFINER
     raw["evaluate"] = {**raw["evaluate"], "plots": False, "ensemble_size": 2, "bootstrap_resamples": 100}
     config = write_config(root / "refiner.yaml", raw)
-    assert run_in_process(config, root / "run", root / "data", run_name="tiny-pderefiner") == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_MODE", "disabled")
+        assert run_in_process(config, root / "run", root / "data", run_name="tiny-pderefiner") == 0
     return root / "run"
 
 
@@ -136,7 +138,7 @@ def test_trained_first_estimate_has_the_operators_shape(refiner_run):
         assert model.predict(model.normalise(z)).shape == operator(operator.normalise(z)).shape == z.shape
 
 
-def test_rerun_reuses_a_finished_refiner_and_retrains_one_from_another_autoencoder(refiner_run):
+def test_rerun_reuses_a_finished_refiner_and_retrains_one_from_another_autoencoder(refiner_run, monkeypatch):
     """The diffusion stage interrupted after PDE-Refiner: a rerun reuses what matches its upstream and
     retrains what was made from another autoencoder (train() alone would reuse it)."""
     folder = refiner_run / "checkpoints" / "diffusion"
@@ -146,6 +148,7 @@ def test_rerun_reuses_a_finished_refiner_and_retrains_one_from_another_autoencod
     marker["upstream"]["autoencoder"] = "0" * 32
     (folder / "pderefiner_final.json").write_text(json.dumps(marker))
     kept = torch.load(folder / "pderefiner_mse_final.pt", weights_only=True)["uid"]
+    monkeypatch.setenv("WANDB_MODE", "disabled")
     log = refiner_run / "logs" / "diffusion.log"
     before = log.read_text() if log.is_file() else ""
     assert run_in_process(refiner_run.parent / "refiner.yaml", refiner_run, refiner_run.parent / "data",
