@@ -120,9 +120,16 @@ def is_stochastic(method: Surrogate) -> bool:
     return bool(getattr(method, "stochastic", getattr(method, "refiner", None) is not None))
 
 
-def _rollout(method: Surrogate, u0: torch.Tensor, steps: int, device: torch.device, batch_size: int) -> torch.Tensor:
-    return torch.cat([method.rollout(u0[i : i + batch_size].to(device), steps).cpu()
-                      for i in range(0, u0.shape[0], batch_size)])
+def _rollouts(method: Surrogate, u0: torch.Tensor, steps: int, members: int, device: torch.device,
+              batch_size: int) -> torch.Tensor:
+    """[members, N, steps + 1, X]; the members of a batch of trajectories run as one larger batch (one
+    network call per step for all of them, each member its own noise)."""
+    chunks = []
+    for i in range(0, u0.shape[0], batch_size):
+        start = u0[i : i + batch_size].to(device)
+        frames = method.rollout(start.repeat(members, 1), steps).cpu()
+        chunks.append(frames.reshape(members, start.shape[0], *frames.shape[1:]))
+    return torch.cat(chunks, dim=1)
 
 
 @torch.no_grad()
@@ -135,11 +142,10 @@ def predict(method: Surrogate, u: torch.Tensor, steps: int, device: torch.device
     members = members if is_stochastic(method) else 1
     reset = getattr(method, "reset_noise", None)
     if reset is not None:
-        reset()  # every method sees the same noise stream, whatever ran before; members continue it
-    ours = torch.stack([_rollout(method, u[:, 0], steps, device, batch_size) for _ in range(members)])
+        reset()  # every method sees the same noise stream, whatever ran before
+    ours = _rollouts(method, u[:, 0], steps, members, device, batch_size)
     tail = trajectories.shape[1] - initial_step
-    pdebench = torch.stack([_rollout(method, trajectories[:, initial_step - 1], tail, device, batch_size)
-                            for _ in range(members)])
+    pdebench = _rollouts(method, trajectories[:, initial_step - 1], tail, members, device, batch_size)
     inputs = u[:, :steps].reshape(-1, u.shape[-1])
     one = torch.cat([method.one_step(inputs[i : i + batch_size].to(device)).cpu()
                      for i in range(0, inputs.shape[0], batch_size)])
