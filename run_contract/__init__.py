@@ -226,6 +226,8 @@ def ansible_vars() -> dict:
             "owner_env": OWNER_ENV,
             "owner_value": OWNER_VALUE,
             "run_name_env": RUN_NAME_ENV,
+            "run_group_env": RUN_GROUP_ENV,
+            "launch_facts_env": dict(LAUNCH_FACTS_ENV),
             "default_lease_s": DEFAULT_LEASE_S,
             "run_name_pattern": RUN_NAME_PATTERN,
             "max_run_name": MAX_RUN_NAME,

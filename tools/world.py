@@ -128,7 +128,12 @@ class LocalWorld:
         dirty = ["-e", "allow_dirty=true"] if code_source == "git" and os.environ.get("WORLD_ALLOW_DIRTY") else []
         return ["-e", f"config={config}", "-e", f"run_name={run_name}", "-e", f"code_source={code_source}",
                 "-e", f"code_repo={self.git_url}", "-e", f"ssh_key_file={self.keys.private_key}",
-                "-e", f"known_hosts_dir={self.root / 'known_hosts'}", "-e", "poll_interval=0.5", *dirty, *extra]
+                "-e", f"known_hosts_dir={self.root / 'known_hosts'}", "-e", "poll_interval=0.5", *self.ssh_config_args(),
+                *dirty, *extra]
+
+    def ssh_config_args(self) -> list[str]:
+        """`ssh <run>` entries go to the world's own SSH config (`ssh -F <root>/ssh_config <run>`), never ~/.ssh."""
+        return ["-e", f"ssh_config_dir={self.root / 'ssh_entries'}", "-e", f"ssh_config_file={self.root / 'ssh_config'}"]
 
     def launch(self, config: str, run_name: str, *extra: str, code_source: str = "local", check: bool = True,
                stream: bool = False) -> subprocess.CompletedProcess:

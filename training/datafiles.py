@@ -18,6 +18,7 @@ import torch
 
 from training.config import Config
 from training.data import DataFileError, load_burgers, verify_manifest
+from training.data.equations import read_equation
 from training.data.layout import MANIFEST_NAME
 from training.data.manifest import sha256_of
 
@@ -62,6 +63,10 @@ def plan_data(cfg: Config, data_dir: Path) -> DataPlan:
     sha = _checksums(data_dir, [path for paths in files.values() for path in paths])
     shapes: dict[Path, tuple[int, int, float, float | None]] = {}
     for path in (p for paths in files.values() for p in paths):
+        equation = read_equation(path).name
+        if equation != data.equation:
+            raise DataFileError(f"{path}: a {equation} dataset, but the config's data.equation is {data.equation!r}; "
+                                f"name {equation} files, or set data.equation: {equation}")
         head = load_burgers(path, t_stride=data.t_stride, x_stride=data.x_stride, samples=slice(0, 1),
                             max_frames=data.max_frames)
         shapes[path] = (head.n_frames, head.resolution, head.dt, head.nu)
@@ -72,7 +77,7 @@ def plan_data(cfg: Config, data_dir: Path) -> DataPlan:
                 f"{path}: frames x resolution {shape[:2]} after strides differs from {first_path}: "
                 f"{(frames, resolution)}"
             )
-        if shape[3] is not None and not np.isclose(shape[3], data.nu):
+        if shape[3] is not None and data.nu is not None and not np.isclose(shape[3], data.nu):
             raise DataFileError(f"{path}: viscosity nu={shape[3]} but data.nu is {data.nu}")
     _check_fits_models(cfg, first_path, frames, resolution)
     return DataPlan(files=files, sha256=sha, frames=frames, resolution=resolution, dt=dt, nu=nu)

@@ -146,6 +146,7 @@ class PlannedRun:
     train_config: str  # repo-relative
     overrides: dict = field(default_factory=dict)
     offer_id: int | None = None  # the offer this run starts on (offer_id, first run only)
+    group: str = ""  # the fleet's or sweep's base name (W&B group); a lone run is its own group
 
 
 @dataclass
@@ -482,7 +483,7 @@ def plan_launch(given: Mapping[str, Any], *, repo_root: Path, configs: ConfigVal
         except ValueError as exc:  # training.config.ConfigError: names the file and the dotted key
             said = str(exc).replace(f"{root}/", "")
             plan.errors.append(f"{'sweep run ' + name + ': ' if sweep_doc else ''}config {said}")
-        plan.runs.append(PlannedRun(name=name, train_config=path, overrides=dict(overrides)))
+        plan.runs.append(PlannedRun(name=name, train_config=path, overrides=dict(overrides), group=base_name))
     if plan.runs and o["offer_id"] is not None:
         plan.runs[0].offer_id = o["offer_id"]
 

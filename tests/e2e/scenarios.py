@@ -5,12 +5,14 @@ They run side by side (the `scenarios` fixture in conftest.py); the tests in tes
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
 import yaml
 from e2e_support import LONG_CONFIG, TINY_PLAN, Record, wait_for
 
+import run_contract as contract
 from tools import chaos, demo
 from tools.world import LocalWorld
 
@@ -32,7 +34,7 @@ def crash(world: LocalWorld, rec: Record) -> None:
     """The pipeline crashes mid-stage (TRAIN_FAIL_AT_STAGE): logs still land in the bucket, the instance goes."""
     run = "e2e-crash"
     rec.playbook(world.launch("tiny", run, *ANY_GPU, "-e", '{"pipeline_env": {"TRAIN_FAIL_AT_STAGE": "operator"}}'))
-    world.wait_gone(run, timeout=300)
+    world.wait_gone(run, timeout=600)  # 0.1 h from creation, then the final sync: slow on a loaded machine
     rec.facts.update(artifacts=world.artifacts(run), heartbeat=world.heartbeat(run),
                      pipeline_log=world.s3.read(f"runs/{run}/logs/pipeline.log").decode())
 
@@ -67,6 +69,8 @@ def relaunch(world: LocalWorld, rec: Record) -> None:
     _, container_key, _ = world.ssh(run, "tr '\\0' '\\n' < /proc/1/environ | sed -n 's/^CONTAINER_API_KEY=//p'")
     rec.facts["session_env_secrets"] = session_key.strip()
     rec.facts.update(ps=ps, onstart=onstart, container_key=container_key.strip())
+    _, policy, _ = world.ssh(run, f"cat {contract.CODE_DIR}/{contract.POLICY_FILE}")
+    rec.facts["pipeline_env"] = json.loads(policy)["pipeline_env"]
     beat = wait_for("the run to succeed", lambda: _succeeded(world, run), timeout=240)
     # /root/.cache is the package cache the emulator shares between instances (nothing of ours is in it).
     # The one file written here on purpose is the grep's positive control: that it is found proves the search.
@@ -81,7 +85,7 @@ def relaunch(world: LocalWorld, rec: Record) -> None:
     rec.facts.update(second=second, objects={k: world.s3.read(k) for k in world.s3.keys(f"runs/{run}/")})
     rec.facts.update(pruned=_relaunch_after_a_file_was_deleted(world, run, args))
     rec.playbook(world.playbook("teardown.yml", "-e", f"run={run}", "-e", f"ssh_key_file={world.keys.private_key}",
-                                "-e", f"known_hosts_dir={world.root / 'known_hosts'}"))
+                                "-e", f"known_hosts_dir={world.root / 'known_hosts'}", *world.ssh_config_args()))
     world.wait_gone(run, timeout=60)
     rec.facts["gone"] = True
 
@@ -105,7 +109,7 @@ def resume(world: LocalWorld, rec: Record) -> None:
     rec.facts["log"] = wait_for("the resumed operator stage", lambda: _resumed_log(world, run), timeout=180)
     rec.facts["third"] = rec.playbook(world.launch(LONG_CONFIG, run, *ANY_GPU))  # while it trains
     rec.playbook(world.playbook("teardown.yml", "-e", f"run={run}", "-e", f"ssh_key_file={world.keys.private_key}",
-                                "-e", f"known_hosts_dir={world.root / 'known_hosts'}"))
+                                "-e", f"known_hosts_dir={world.root / 'known_hosts'}", *world.ssh_config_args()))
     world.wait_gone(run, timeout=60)
     rec.facts["synced_log"] = world.s3.read(f"runs/{run}/logs/pipeline.log").decode()
 

@@ -65,6 +65,10 @@ def test_relaunch_on_a_ready_instance_changes_nothing(scenarios):
     assert "0 file(s) fetched" in second and "3 already valid" in second  # the data are not downloaded twice
     assert rec.facts["heartbeat"]["state"] == "succeeded"
     assert rec.facts["gone"]  # teardown.yml destroyed it (auto_shutdown=false kept it until then)
+    # The pipeline learns its W&B group and the launch's facts from the policy the launch wrote.
+    env = rec.facts["pipeline_env"]
+    assert env["TRAIN_RUN_GROUP"] == "e2e-relaunch" and env["TRAIN_GPU_NAME"] and float(env["TRAIN_DPH"]) > 0
+    assert env["TRAIN_INTERRUPTIBLE"] == "0" and env["TRAIN_NUM_GPUS"] == "1"
 
 
 def test_code_source_local_prunes_files_deleted_on_the_controller(scenarios):

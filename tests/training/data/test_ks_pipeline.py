@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from training.config import load_config
+from training.data import DataFileError
 from training.data.generate import generate_dataset
 from training.data.ks_dataset import KsSpec
+from training.datafiles import plan_data
 from training.pipeline import PipelineOptions, run_pipeline
 
 REPO = Path(__file__).resolve().parents[3]
@@ -32,3 +35,13 @@ def test_ks_tiny_config_trains_the_autoencoder_on_ks_shards(tmp_path, monkeypatc
     assert 0 < result["metrics"]["recon_nrmse_val"] < 1.0
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "autoencoder" / "final.pt", weights_only=False)
     assert checkpoint["config"]["data"]["equation"] == "ks"  # the checkpoint says what it was trained on
+
+
+def test_a_burgers_config_refuses_ks_files_by_what_they_hold(tmp_path):
+    """The files say which equation they hold: a config for the other one is refused before any training."""
+    spec = KsSpec(resolution=32, solver_resolution=64, frames=11, burn_in=4.0)
+    generate_dataset(spec, 12, tmp_path / "data")
+    as_burgers = tmp_path / "ks_as_burgers.yaml"
+    as_burgers.write_text(KS_TINY.read_text().replace("equation: ks", "equation: burgers").replace("nu: null", "nu: 0.01"))
+    with pytest.raises(DataFileError, match=r"a ks dataset, but the config's data.equation is 'burgers'"):
+        plan_data(load_config(as_burgers), tmp_path / "data")
