@@ -30,6 +30,7 @@ import yaml
 from training.bench_judge import MET, MISSED, SeedRun, default_aims, judge, pooled
 from training.config import load_config
 from training.data.generate import GenerationSpec, generate_dataset
+from training.data.ks_dataset import KsSpec
 from training.data.spectral_solver import StepControl
 from training.metrics_scoring import ScoringSpec, statistics
 from training.paths import atomic_write_bytes, atomic_write_json
@@ -50,22 +51,40 @@ class Preset:
     ensemble_size: int = 8  # samples per stochastic method (evaluate.ensemble_size; the configs' default is 4)
     refiner_target: float = 1.0  # refiner / operator (viscous Burgers: no worse; a chaotic control: 0.9)
     refiner_corr_target: float | None = None  # refiner / operator correlation time (chaotic control: 1.1)
+    equation: str = "burgers"  # the dataset the generator makes (training.config.EQUATIONS)
 
 
 PRESETS = {
     "cpu": Preset(REPO / "configs" / "bench_cpu.yaml", 400, 128, 1024, 1e-3, None),
     "gpu": Preset(REPO / "configs" / "bench_gpu.yaml", 4000, 256, 1024, 1e-3, "cuda", ensemble_size=16),
+    # The positive control: chaotic Kuramoto-Sivashinsky, where refinement is known to help (PDE-Refiner).
+    "ks": Preset(REPO / "configs" / "ks_bench.yaml", 400, 128, 256, 0.0, None, refiner_target=0.9,
+                 refiner_corr_target=1.1, equation="ks"),
 }
 
 
 def make_data(preset: Preset, data_dir: Path) -> float:
     """Generate (or keep: the generator skips shards with identical parameters) the bench dataset."""
     started = time.perf_counter()
-    spec = GenerationSpec(nu=0.01, seed=0, resolution=preset.resolution, solver_resolution=preset.solver_resolution,
-                          frames=201, frame_dt=0.01, control=StepControl(max_displacement=preset.max_displacement))
+    if preset.equation == "ks":
+        spec = KsSpec(seed=0, resolution=preset.resolution, solver_resolution=preset.solver_resolution)
+    else:
+        spec = GenerationSpec(nu=0.01, seed=0, resolution=preset.resolution,
+                              solver_resolution=preset.solver_resolution, frames=201, frame_dt=0.01,
+                              control=StepControl(max_displacement=preset.max_displacement))
     generate_dataset(spec, preset.samples, data_dir, shard_size=10**6,
                      batch_size=1024 if preset.device else 32, device=preset.device)
     return time.perf_counter() - started
+
+
+def _scale_steps(block: dict, scale: float) -> None:
+    """Steps and their intervals, in the section and in any sub-section (diffusion.pderefiner trains too)."""
+    for key in ("steps", "ckpt_every", "log_every", "warmup_steps"):
+        if isinstance(block.get(key), int):
+            block[key] = max(1, int(block[key] * scale))
+    for value in block.values():
+        if isinstance(value, dict):
+            _scale_steps(value, scale)
 
 
 def scaled_config(config: Path, scale: float, out: Path, seed: int | None = None,
@@ -79,10 +98,7 @@ def scaled_config(config: Path, scale: float, out: Path, seed: int | None = None
         raw.setdefault("evaluate", {})["ensemble_size"] = ensemble_size
     if scale != 1.0:
         for section in ("autoencoder", "operator", "diffusion", "distill", "fno"):
-            block = raw.setdefault(section, {})
-            for key in ("steps", "ckpt_every", "log_every", "warmup_steps"):
-                if key in block:
-                    block[key] = max(1, int(block[key] * scale))
+            _scale_steps(raw.setdefault(section, {}), scale)
     suffix = (f"_x{scale:g}" if scale != 1.0 else "") + (f"_seed{seed}" if seed is not None else "")
     if seed is not None:
         raw["seed"] = seed
