@@ -84,6 +84,9 @@ runs:
     offer_id:
       description: The offer this run starts on (C(offer_id), first run only), else null.
       type: int
+    group:
+      description: The fleet's or sweep's base name, the W&B group its runs share (a lone run is its own group).
+      type: str
     options:
       description: The options, as in RV(options).
       type: dict
@@ -92,6 +95,7 @@ runs:
       train_config: configs/burgers32.yaml
       overrides: {}
       offer_id: null
+      group: burgers32-20261128-1405
       options: {gpu: RTX_4090, num_gpus: 1, lease_s: 1800}
 options:
   description:
@@ -210,7 +214,7 @@ def main():
     options = plan.playbook_options()
     result.update(
         runs=[dict(name=r.name, train_config=r.train_config, overrides=r.overrides, offer_id=r.offer_id,
-                   options=options) for r in plan.runs],
+                   group=r.group, options=options) for r in plan.runs],
         options=options,
         search=plan.search_args(),
         code=dict(source=options["code_source"], repo=plan.code_repo, version=plan.code_version,

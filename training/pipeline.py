@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -164,8 +165,11 @@ def run_pipeline(options: PipelineOptions) -> int:
         tracker.close("done")
         return 0
     except Exception as exc:  # the supervisor needs one line and an exit code whatever went wrong
+        stop.in_loop = True  # a SIGTERM now (torchrun stopping the other ranks) must not cut the report short
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         line = failed_line(current, message)
+        if runtime is not None and not runtime.is_main:  # only rank 0 writes the log: say it on stderr
+            print(f"[rank {runtime.rank}] {line}", file=sys.stderr, flush=True)
         if tracker is None:
             print(line, flush=True)
             _write_failed_status(paths, run_name, current, message)
