@@ -24,7 +24,11 @@ class VastAPIError(Exception):
         self.path = path
         where = f"{method} {path} " if method else ""
         code = f" {error}" if error else ""
-        super().__init__(f"Vast API {where}failed (HTTP {status}{code}): {msg}")
+        if status is None:  # no HTTP answer at all (refused, DNS, timeout, TLS): say where to look
+            super().__init__(f"Vast API {where}unreachable ({error or 'no answer'}): {msg}; check VAST_URL and the "
+                             "network")
+        else:
+            super().__init__(f"Vast API {where}failed (HTTP {status}{code}): {msg}")
 
     @property
     def retryable(self) -> bool:

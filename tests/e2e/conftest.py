@@ -21,7 +21,7 @@ from tools.world import LocalWorld, local_world
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> Iterator[LocalWorld]:
-    with local_world(tmp_path_factory.mktemp("world"), log=lambda *_: None, copies=4) as w:
+    with local_world(tmp_path_factory.mktemp("world"), log=lambda *_: None, copies=8) as w:
         demo.prepare(w, TINY_PLAN, say=lambda *_: None)
         yield w
 
