@@ -35,6 +35,7 @@ from training.data.spectral_solver import StepControl
 from training.metrics_scoring import ScoringSpec, statistics
 from training.paths import atomic_write_bytes, atomic_write_json
 from training.pipeline import PipelineOptions, run_pipeline
+from training.stages.registry import LOOP_SECTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,7 +98,7 @@ def scaled_config(config: Path, scale: float, out: Path, seed: int | None = None
     if ensemble_size is not None:
         raw.setdefault("evaluate", {})["ensemble_size"] = ensemble_size
     if scale != 1.0:
-        for section in ("autoencoder", "operator", "diffusion", "distill", "fno"):
+        for section in LOOP_SECTIONS:
             _scale_steps(raw.setdefault(section, {}), scale)
     suffix = (f"_x{scale:g}" if scale != 1.0 else "") + (f"_seed{seed}" if seed is not None else "")
     if seed is not None:

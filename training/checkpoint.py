@@ -26,24 +26,17 @@ from training.config import Config, flatten
 from training.data.reader import equation_of, periodic_domain
 from training.datafiles import DataPlan
 from training.paths import atomic_write_bytes
+from training.stages.registry import sections_of
 
-# The config sections that decide what a stage's weights mean. Other keys (evaluation settings, W&B,
-# runtime flags, how often to log or checkpoint) may change between a run and its resume.
-# The seed is not among a trained stage's sections: a seed override resumes (recorded in `history`).
-CONFIG_SECTIONS: dict[str, tuple[str, ...]] = {
-    "autoencoder": ("data", "autoencoder"),
-    "operator": ("data", "autoencoder", "operator"),
-    "diffusion": ("data", "autoencoder", "operator", "diffusion"),
-    "distill": ("data", "autoencoder", "operator", "diffusion", "distill"),
-    "fno": ("data", "fno"),
-    "evaluate": ("seed", "data", "autoencoder", "operator", "diffusion", "distill", "fno", "evaluate"),
-}
+# A checkpoint is checked over the config sections that decide what its weights mean (registry.sections_of).
+# Other keys (evaluation settings, W&B, runtime flags, how often to log or checkpoint) may change between a
+# run and its resume. The seed is not among a trained stage's sections: a seed override resumes (recorded in
+# `history`).
 _FREE_KEYS = ("ckpt_every", "log_every", "max_eval_samples")
 # Sampler settings: they change how a trained model is used, not the weights (evaluate does compare them).
 _SAMPLING_KEYS = ("sample_steps", "refine_sigma", "mid_sigma", "student_steps")
 # Free when resuming a stage's own checkpoint (train longer); a loaded upstream must match them.
 _RESUME_KEYS = ("steps",)
-TRAINED_STAGES = ("autoencoder", "operator", "diffusion", "distill")
 
 
 class CheckpointError(RuntimeError):
@@ -80,7 +73,7 @@ def load_checkpoint(path: Path, *, config: dict[str, Any], kind: str, map_locati
 def config_differences(saved: dict[str, Any], current: dict[str, Any], kind: str, *,
                        resuming: bool = False) -> list[str]:
     """Human-readable `key: saved -> current` lines over the sections relevant to `kind`."""
-    sections = CONFIG_SECTIONS[kind]
+    sections = sections_of(kind)
     free = _FREE_KEYS if kind == "evaluate" else _FREE_KEYS + _SAMPLING_KEYS
     if resuming and kind != "evaluate":
         free = free + _RESUME_KEYS

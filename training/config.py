@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from run_contract import STAGES  # the contract names the stages; their order is the run order
+from training.stages.registry import LOOP_SECTIONS
 
 
 class ConfigError(ValueError):
@@ -245,7 +246,7 @@ def validate(cfg: Config) -> None:
     bad = [stage for stage in cfg.stages if stage not in STAGES]
     if bad:
         raise ConfigError(f"stages: unknown stage(s) {bad}; valid stages: {', '.join(STAGES)}")
-    for section in ("autoencoder", "operator", "diffusion", "distill", "fno"):
+    for section in LOOP_SECTIONS:
         loop: TrainLoopConfig = getattr(cfg, section)
         for key in ("steps", "batch_size", "ckpt_every", "log_every"):
             if getattr(loop, key) < 1:

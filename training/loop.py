@@ -51,7 +51,7 @@ class TrainSpec:
     """What a stage trains: `name` is the checkpoint file prefix inside `checkpoints/<folder>/`."""
 
     stage: str  # stage whose log, status and TRAIN_FAIL_AT_STAGE hook apply
-    kind: str  # config sections that must match on resume (see checkpoint.CONFIG_SECTIONS)
+    kind: str  # config sections that must match on resume (see training.stages.registry.sections_of)
     loop: TrainLoopConfig
     model: nn.Module
     loss_fn: LossFn

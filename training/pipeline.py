@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import sys
 import time
 import traceback
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from run_contract import failed_line, finished_line, started_line
-from training.checkpoint import TRAINED_STAGES, CheckpointError, config_differences, same_training_data
+from training.checkpoint import CheckpointError, config_differences, same_training_data
 from training.checkpoint_store import CheckpointStore, remote_from_env
 from training.config import STAGES, Config, ConfigError, load_config
 from training.context import StageContext, StageResult
@@ -27,18 +26,11 @@ from training.datafiles import DataPlan, plan_data
 from training.paths import RunPaths, atomic_write_json
 from training.runlock import RunDirLock
 from training.runtime import Runtime, seed_everything, setup_runtime, teardown_runtime
+from training.stages import registry
 from training.stopping import StopRequest, Terminated
 from training.tracking import Tracker
 from training.wandb_run import WandbRun, job_type_for, launch_facts, run_group, tags_for
 
-# Upstream stages whose final checkpoints a stage's result depends on (cache checks its own key).
-UPSTREAM: dict[str, tuple[str, ...]] = {
-    "autoencoder": (),
-    "operator": ("autoencoder",),
-    "diffusion": ("autoencoder", "operator"),
-    "distill": ("autoencoder", "operator", "diffusion"),
-    "evaluate": ("autoencoder", "operator", "diffusion", "distill"),
-}
 SETUP = "setup"
 MORE_STEPS = "steps raised"  # is_finished's reason when a final checkpoint is to be trained longer
 
@@ -60,7 +52,7 @@ def stage_module(stage: str):
     """The module implementing `stage` (each exposes run(ctx) -> StageResult)."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGES)} (or all)")
-    return importlib.import_module(f"training.stages.{stage}")
+    return registry.module_of(stage)
 
 
 def planned_stages(cfg: Config, stage: str) -> list[str]:
@@ -83,8 +75,8 @@ def is_finished(store: CheckpointStore, stage: str, config: dict, data: DataPlan
     fewer steps than asked is continued (why = MORE_STEPS); one with more is an error (no shortening).
     Trained stages depend on the train and val files only; evaluate on the test files too.
     """
-    if stage == "cache":
-        return False, "the cache stage checks its own key"
+    if not registry.get(stage).final_checkpoint:
+        return False, f"the {stage} stage checks its own key"
     marker = final_marker(store, stage)
     if marker is None:
         return False, "no final checkpoint"
@@ -99,11 +91,11 @@ def is_finished(store: CheckpointStore, stage: str, config: dict, data: DataPlan
     recorded = marker["upstream"].get("data")
     if not (recorded == data.fingerprint if stage == "evaluate" else same_training_data(recorded, data)):
         return False, "data files changed since it was made"
-    for upstream in UPSTREAM[stage]:
+    for upstream in registry.upstream_of(stage):
         current = final_marker(store, upstream)
         if current is None or marker["upstream"].get(upstream) != current["uid"]:
             return False, f"{upstream} changed since it was made"
-    if stage in TRAINED_STAGES:
+    if registry.get(stage).trains:
         done, asked = int(marker.get("step", 0)), int(config[stage]["steps"])
         if done > asked:
             raise CheckpointError(
@@ -227,7 +219,7 @@ def _run_stage(ctx: StageContext, stage: str, *, explicit: bool) -> StageResult:
     elif why == MORE_STEPS:
         tracker.line(f"[{stage}] {stage}.steps raised to {ctx.config_dict[stage]['steps']}: training its final "
                      "checkpoint longer")
-    elif stage != "cache" and store.exists(stage, "final.pt"):
+    elif registry.get(stage).final_checkpoint and store.exists(stage, "final.pt"):
         tracker.line(f"[{stage}] final checkpoint is stale ({why}): training again")
         store.remove(stage, "final.pt")
         store.remove(stage, "final.json")
