@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from training.checkpoint import CheckpointError, data_facts, same_training_data
 from training.config import TrainLoopConfig
 from training.context import StageContext
-from training.runtime import rng_state, set_rng_state
+from training.runtime import Runtime, rng_state, set_rng_state
 from training.schedule import BatchDraw, lr_factor
 from training.stopping import Terminated
 
@@ -66,122 +66,224 @@ class TrainSpec:
 
 
 def train(ctx: StageContext, spec: TrainSpec) -> LoopOutcome:
-    runtime, tracker, loop = ctx.runtime, ctx.tracker, spec.loop
-    folder = spec.folder or spec.stage
-    prefix = f"{spec.name}_" if spec.name else ""
-    final_name, last_name = f"{prefix}final.pt", f"{prefix}last.pt"
-    modules = {"model": spec.model, **spec.aux_modules}
-    optimizer = torch.optim.AdamW(spec.model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, loop))
+    """Train `spec.model` to `spec.loop.steps`: reuse a final checkpoint of exactly that step, else resume from
+    the furthest usable checkpoint, run the remaining steps and save final.pt with its marker."""
+    session = _open(ctx, spec)
+    found = _usable_checkpoints(ctx, spec, session.folder, (session.final_name, session.last_name))
+    ctx.runtime.barrier()  # no rank looks again before rank 0 has removed a stale file
+    final = found.get(session.final_name)
+    _refuse_shortening(session, final)
+    if final is not None and final["step"] == spec.loop.steps:
+        return _reuse(session, final)
+    _resume(session, found.get(session.last_name), final)
+    session.facts = data_facts(ctx.data)
+    wall, last_loss = _run_steps(session)
+    return _save_final(session, wall, last_loss)
 
-    found = _usable_checkpoints(ctx, spec, folder, (final_name, last_name))
-    runtime.barrier()  # no rank looks again before rank 0 has removed a stale file
-    final = found.get(final_name)
-    if final is not None and final["step"] > loop.steps:
-        raise CheckpointError(
-            f"{ctx.checkpoints.path(folder, final_name)}: trained to step {final['step']}, but {spec.kind}.steps is "
-            f"{loop.steps}: training cannot be shortened; set {spec.kind}.steps >= {final['step']} (to train longer) "
-            "or use a fresh --run-dir (or TRAIN_RUN_NAME)")
-    if final is not None and final["step"] == loop.steps:
-        _restore_modules(modules, final)
-        tracker.line(f"[{spec.stage}] {folder}/{final_name} exists: reusing it (step {final['step']})")
-        return LoopOutcome(uid=final["uid"], steps=final["step"], first_loss=final["first_loss"],
-                           final_loss=final["final_loss"], wall_s=0.0, samples_per_s=None,
-                           extra=final.get("extra", {}), resumed_from=final["step"])
-    start, first_loss, history = 0, None, []
-    candidates = [p for p in (found.get(last_name), final) if p is not None and p["step"] <= loop.steps]
-    if candidates:
-        payload = max(candidates, key=lambda p: p["step"])  # a longer run's last.pt is past its old final.pt
-        _restore_modules(modules, payload)
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
-        set_rng_state(payload["rng"])
-        start, first_loss, history = payload["step"], payload["first_loss"], list(payload.get("history", []))
-        name = final_name if payload is final else last_name
-        how = "training longer from" if payload is final else "resuming"
-        tracker.line(f"[{spec.stage}] {how} {folder}/{name} at step {start}/{loop.steps}"
-                     + _seed_note(payload, ctx.cfg.seed))
-    facts = data_facts(ctx.data)
 
-    wrapped: nn.Module = spec.model
-    if runtime.distributed:
-        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        wrapped = DistributedDataParallel(spec.model, device_ids=device_ids)
-    wrapped = runtime.maybe_compile(wrapped)
+@dataclass
+class _Session:
+    """One call of `train`: where its checkpoints go, its optimiser, and what each checkpoint records."""
 
-    def payload_at(step: int, final: bool, final_loss: float | None) -> dict[str, Any]:
+    ctx: StageContext
+    spec: TrainSpec
+    folder: str
+    prefix: str  # of the checkpoint files: "<name>_" or ""
+    modules: dict[str, nn.Module]  # saved and restored: the model and its aux modules
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    start: int = 0  # the step this segment starts at
+    first_loss: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # the earlier trained segments
+    facts: dict[str, Any] = field(default_factory=dict)  # data_facts of the training data
+
+    @property
+    def final_name(self) -> str:
+        return f"{self.prefix}final.pt"
+
+    @property
+    def last_name(self) -> str:
+        return f"{self.prefix}last.pt"
+
+    def payload(self, step: int, final: bool, final_loss: float | None) -> dict[str, Any]:
+        spec, ctx = self.spec, self.ctx
         return {
             "stage": spec.stage, "kind": spec.kind, "step": step, "final": final,
-            "models": {key: tensor_state(module) for key, module in modules.items()},
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+            "models": {key: tensor_state(module) for key, module in self.modules.items()},
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
             "config": ctx.config_dict, "uid": weights_digest(spec.model) if final else "", "upstream": spec.upstream,
-            "extra": spec.extra, "first_loss": first_loss, "final_loss": final_loss,
-            "data_fingerprint": facts["fingerprint"], "data": facts,
-            "history": [*history, {"from_step": start, "to_step": step, "seed": ctx.cfg.seed}],
+            "extra": spec.extra, "first_loss": self.first_loss, "final_loss": final_loss,
+            "data_fingerprint": self.facts["fingerprint"], "data": self.facts,
+            "history": [*self.history, {"from_step": self.start, "to_step": step, "seed": ctx.cfg.seed}],
         }
 
+
+def _open(ctx: StageContext, spec: TrainSpec) -> _Session:
+    loop = spec.loop
+    optimizer = torch.optim.AdamW(spec.model.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, loop))
+    return _Session(ctx=ctx, spec=spec, folder=spec.folder or spec.stage,
+                    prefix=f"{spec.name}_" if spec.name else "", modules={"model": spec.model, **spec.aux_modules},
+                    optimizer=optimizer, scheduler=scheduler)
+
+
+def _refuse_shortening(session: _Session, final: dict[str, Any] | None) -> None:
+    spec, steps = session.spec, session.spec.loop.steps
+    if final is not None and final["step"] > steps:
+        raise CheckpointError(
+            f"{session.ctx.checkpoints.path(session.folder, session.final_name)}: trained to step {final['step']}, "
+            f"but {spec.kind}.steps is {steps}: training cannot be shortened; set {spec.kind}.steps >= "
+            f"{final['step']} (to train longer) or use a fresh --run-dir (or TRAIN_RUN_NAME)")
+
+
+def _reuse(session: _Session, final: dict[str, Any]) -> LoopOutcome:
+    """The final checkpoint is of exactly the asked steps: its weights, nothing trained."""
+    _restore_modules(session.modules, final)
+    session.ctx.tracker.line(f"[{session.spec.stage}] {session.folder}/{session.final_name} exists: reusing it "
+                             f"(step {final['step']})")
+    return LoopOutcome(uid=final["uid"], steps=final["step"], first_loss=final["first_loss"],
+                       final_loss=final["final_loss"], wall_s=0.0, samples_per_s=None,
+                       extra=final.get("extra", {}), resumed_from=final["step"])
+
+
+def _resume(session: _Session, last: dict[str, Any] | None, final: dict[str, Any] | None) -> None:
+    """Continue the furthest of last.pt and a shorter final.pt (a longer run's last.pt is past its old
+    final.pt): weights, optimiser, schedule position, RNG, first loss and history."""
+    steps = session.spec.loop.steps
+    candidates = [p for p in (last, final) if p is not None and p["step"] <= steps]
+    if not candidates:
+        return
+    payload = max(candidates, key=lambda p: p["step"])
+    _restore_modules(session.modules, payload)
+    session.optimizer.load_state_dict(payload["optimizer"])
+    session.scheduler.load_state_dict(payload["scheduler"])
+    set_rng_state(payload["rng"])
+    session.start, session.first_loss = payload["step"], payload["first_loss"]
+    session.history = list(payload.get("history", []))
+    name = session.final_name if payload is final else session.last_name
+    how = "training longer from" if payload is final else "resuming"
+    session.ctx.tracker.line(f"[{session.spec.stage}] {how} {session.folder}/{name} at step {session.start}/{steps}"
+                             + _seed_note(payload, session.ctx.cfg.seed))
+
+
+def _run_steps(session: _Session) -> tuple[float, float | None]:
+    """The steps from `session.start` to the end: (wall seconds, the last logged loss)."""
+    ctx, spec, loop = session.ctx, session.spec, session.spec.loop
+    wrapped = _wrap(spec.model, ctx.runtime)
     fail_step = max(loop.steps // 2, 1)
-    window_loss = torch.zeros((), device=runtime.device)
-    window_steps, window_start, loop_start = 0, time.perf_counter(), time.perf_counter()
+    window = _LossWindow(ctx.runtime.device)
+    loop_start = time.perf_counter()
     last_loss: float | None = None
     spec.model.train()
     ctx.stop.in_loop = True  # SIGTERM now waits for the end of the step (see training.stopping)
     try:
-        for step in range(start, loop.steps):
-            draw = BatchDraw(ctx.cfg.seed + spec.seed_salt, step, loop.batch_size, runtime.rank,
-                             runtime.world_size, runtime.device)
-            with runtime.autocast() if spec.autocast else contextlib.nullcontext():
-                loss = spec.loss_fn(wrapped, draw)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if loop.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(spec.model.parameters(), loop.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if spec.after_step is not None:
-                spec.after_step()
-            window_loss += loss.detach().float()
-            window_steps += 1
+        for step in range(session.start, loop.steps):
+            loss = _step(session, wrapped, step)
+            window.add(loss)
             done = step + 1
-            tracker.step(done, loop.steps)
+            ctx.tracker.step(done, loop.steps)
             if done % loop.log_every == 0 or done == loop.steps:
-                # note: a CPU-GPU sync point, once per window; under DDP the mean over ranks (the global batch)
-                last_loss = runtime.mean_across_ranks(window_loss / window_steps).item()
-                first_loss = last_loss if first_loss is None else first_loss
-                elapsed = max(time.perf_counter() - window_start, 1e-9)
-                steps_per_s = window_steps / elapsed
-                tracker.progress(spec.stage, done, loop.steps, last_loss, samples_per_s=steps_per_s * loop.batch_size,
-                                 steps_per_s=steps_per_s, print_line=True)
-                tracker.log_metrics({f"{spec.stage}/{spec.name or 'train'}_loss": last_loss,
-                                     f"{spec.stage}/lr": scheduler.get_last_lr()[0], f"{spec.stage}/step": done})
-                window_loss.zero_()
-                window_steps, window_start = 0, time.perf_counter()
-            elif done == start + 1:  # an early line, so a person sees the stage move (first step includes warm-up)
-                tracker.progress(spec.stage, done, loop.steps, loss.item(), samples_per_s=None, steps_per_s=None,
-                                 print_line=True)
-            if done % loop.ckpt_every == 0 and done < loop.steps:
-                ctx.checkpoints.save(folder, last_name, payload_at(done, False, last_loss))
-            if done == fail_step and done < loop.steps:
-                ctx.maybe_fail(spec.stage, f"at step {done}/{loop.steps} of {folder}/{prefix or 'model'}")
-            if runtime.any_rank(ctx.stop.requested) and done < loop.steps:  # every rank stops at this step
-                ctx.checkpoints.save(folder, last_name, payload_at(done, False, last_loss))
-                raise Terminated(f"received {ctx.stop.signal_name or 'a stop on another rank'}; "
-                                 f"saved {folder}/{last_name} at step {done}")
+                last_loss = _log_window(session, window, done)
+            elif done == session.start + 1:  # an early line so a person sees the stage move (its first step includes warm-up)
+                ctx.tracker.progress(spec.stage, done, loop.steps, loss.item(), samples_per_s=None, steps_per_s=None,
+                                     print_line=True)
+            _checkpoint_or_stop(session, done, fail_step, last_loss)
     finally:
         ctx.stop.in_loop = False
-    wall = time.perf_counter() - loop_start
-    trained = loop.steps - start
-    payload = payload_at(loop.steps, True, last_loss)
-    ctx.checkpoints.save(folder, final_name, payload)
-    ctx.checkpoints.write_marker(folder, final_name.replace(".pt", ".json"),
+    return time.perf_counter() - loop_start, last_loss
+
+
+def _wrap(model: nn.Module, runtime: Runtime) -> nn.Module:
+    """The module the loss sees: DDP across ranks, compiled when the runtime says so."""
+    wrapped: nn.Module = model
+    if runtime.distributed:
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        wrapped = DistributedDataParallel(model, device_ids=device_ids)
+    return runtime.maybe_compile(wrapped)
+
+
+def _step(session: _Session, wrapped: nn.Module, step: int) -> torch.Tensor:
+    """One optimiser step on this rank's slice of the global batch of `step`; the loss is not synced."""
+    ctx, spec, loop, runtime = session.ctx, session.spec, session.spec.loop, session.ctx.runtime
+    draw = BatchDraw(ctx.cfg.seed + spec.seed_salt, step, loop.batch_size, runtime.rank, runtime.world_size,
+                     runtime.device)
+    with runtime.autocast() if spec.autocast else contextlib.nullcontext():
+        loss = spec.loss_fn(wrapped, draw)
+    session.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if loop.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(spec.model.parameters(), loop.grad_clip)
+    session.optimizer.step()
+    session.scheduler.step()
+    if spec.after_step is not None:
+        spec.after_step()
+    return loss
+
+
+class _LossWindow:
+    """The losses since the last progress line, summed on the device (no sync per step)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.total = torch.zeros((), device=device)
+        self.steps = 0
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.total += loss.detach().float()
+        self.steps += 1
+
+    def close(self, runtime: Runtime) -> tuple[float, float]:
+        """(mean loss, steps/s) of the window, then a fresh window."""
+        # note: a CPU-GPU sync point, once per window; under DDP the mean over ranks (the global batch)
+        loss = runtime.mean_across_ranks(self.total / self.steps).item()
+        steps_per_s = self.steps / max(time.perf_counter() - self.started, 1e-9)
+        self.total.zero_()
+        self.steps, self.started = 0, time.perf_counter()
+        return loss, steps_per_s
+
+
+def _log_window(session: _Session, window: _LossWindow, done: int) -> float:
+    """A progress line and the W&B metrics for the window ending at step `done`; returns its mean loss."""
+    ctx, spec, loop = session.ctx, session.spec, session.spec.loop
+    loss, steps_per_s = window.close(ctx.runtime)
+    session.first_loss = loss if session.first_loss is None else session.first_loss
+    ctx.tracker.progress(spec.stage, done, loop.steps, loss, samples_per_s=steps_per_s * loop.batch_size,
+                         steps_per_s=steps_per_s, print_line=True)
+    ctx.tracker.log_metrics({f"{spec.stage}/{spec.name or 'train'}_loss": loss,
+                             f"{spec.stage}/lr": session.scheduler.get_last_lr()[0], f"{spec.stage}/step": done})
+    return loss
+
+
+def _checkpoint_or_stop(session: _Session, done: int, fail_step: int, last_loss: float | None) -> None:
+    """After a step short of the end: last.pt every ckpt_every steps, the TRAIN_FAIL_AT_STAGE hook at
+    `fail_step`, and a stop asked on any rank saves last.pt and raises Terminated (every rank at this step)."""
+    ctx, spec, loop, folder, last_name = session.ctx, session.spec, session.spec.loop, session.folder, session.last_name
+    if done % loop.ckpt_every == 0 and done < loop.steps:
+        ctx.checkpoints.save(folder, last_name, session.payload(done, False, last_loss))
+    if done == fail_step and done < loop.steps:
+        ctx.maybe_fail(spec.stage, f"at step {done}/{loop.steps} of {folder}/{session.prefix or 'model'}")
+    if ctx.runtime.any_rank(ctx.stop.requested) and done < loop.steps:  # a collective: every rank, every step
+        ctx.checkpoints.save(folder, last_name, session.payload(done, False, last_loss))
+        raise Terminated(f"received {ctx.stop.signal_name or 'a stop on another rank'}; "
+                         f"saved {folder}/{last_name} at step {done}")
+
+
+def _save_final(session: _Session, wall: float, last_loss: float | None) -> LoopOutcome:
+    """final.pt, then its marker (what the pipeline compares to skip the stage); last.pt is no longer needed."""
+    ctx, spec, loop, folder = session.ctx, session.spec, session.spec.loop, session.folder
+    trained = loop.steps - session.start
+    payload = session.payload(loop.steps, True, last_loss)
+    ctx.checkpoints.save(folder, session.final_name, payload)
+    facts = session.facts
+    ctx.checkpoints.write_marker(folder, session.final_name.replace(".pt", ".json"),
                                  {"uid": payload["uid"], "upstream": {**spec.upstream, "data": facts["fingerprint"]},
                                   "step": loop.steps, "history": payload["history"], "data": facts,
                                   "config": ctx.config_dict})
-    ctx.checkpoints.remove(folder, last_name)
-    runtime.barrier()
-    return LoopOutcome(uid=payload["uid"], steps=loop.steps, first_loss=first_loss, final_loss=last_loss,
+    ctx.checkpoints.remove(folder, session.last_name)
+    ctx.runtime.barrier()
+    return LoopOutcome(uid=payload["uid"], steps=loop.steps, first_loss=session.first_loss, final_loss=last_loss,
                        wall_s=wall, samples_per_s=(trained * loop.batch_size / wall) if trained else None,
-                       extra=spec.extra, resumed_from=start)
+                       extra=spec.extra, resumed_from=session.start)
 
 
 def _usable_checkpoints(ctx: StageContext, spec: TrainSpec, folder: str,
