@@ -30,6 +30,7 @@ from training.datafiles import DataPlan
 from training.models.fno import FNOStepper
 from training.paths import RunPaths
 from training.runtime import Runtime
+from training.stages.registry import FNO
 from training.stages.upstream import load_autoencoder, load_operator
 from training.surrogates import LatentSurrogate, PhysicalStepper, Surrogate
 from training.tracking import Tracker
@@ -121,9 +122,10 @@ def trained_methods(ctx: StageContext) -> list[Surrogate]:
 
 
 def load_fno(ctx: StageContext) -> FNOStepper | None:
-    if not ctx.checkpoints.exists("evaluate", "fno_final.pt"):
+    final = f"{FNO.name}_final.pt"
+    if not ctx.checkpoints.exists(FNO.stage, final):
         return None
-    payload = ctx.checkpoints.load("evaluate", "fno_final.pt", config=ctx.config_dict, kind="fno")
+    payload = ctx.checkpoints.load(FNO.stage, final, config=ctx.config_dict, kind=FNO.name)
     model = FNOStepper(ctx.cfg.fno)
     model.load_state_dict(payload["models"]["model"])
     return model.to(ctx.runtime.device).eval()

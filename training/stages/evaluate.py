@@ -38,6 +38,7 @@ from training.pushforward import pushforward_loss
 from training.schedule import BatchDraw
 from training.stages import pderefiner
 from training.stages.autoencoder import reconstruction_nrmse
+from training.stages.registry import FNO
 from training.stages.upstream import load_autoencoder, load_diffusion, load_operator, load_student
 from training.surrogates import (
     LatentSurrogate,
@@ -67,8 +68,8 @@ def train_fno(ctx: StageContext, train_u: torch.Tensor) -> tuple[FNOStepper, dic
         x = u[n, t]
         return pushforward_loss(net, x, u[n, t + 1], u[n, t + unroll], unroll, scale=model.u_std)
 
-    outcome = train(ctx, TrainSpec(stage=STAGE, kind="fno", loop=cfg.fno, model=model, loss_fn=loss_fn,
-                                   folder=STAGE, name="fno", seed_salt=6,
+    outcome = train(ctx, TrainSpec(stage=STAGE, kind=FNO.name, loop=cfg.fno, model=model, loss_fn=loss_fn,
+                                   folder=FNO.stage, name=FNO.name, seed_salt=6,
                                    # cuFFT has no bf16 transforms: the spectral layers stay in fp32
                                    autocast=False))
     model.eval()
