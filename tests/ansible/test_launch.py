@@ -148,7 +148,7 @@ def test_inventory_cache_serves_the_last_listing_until_flushed(ansible, emulator
 
 
 def test_the_plan_module_renders_its_docs(ansible):
-    doc = ansible.run("ansible-doc", "-M", "library", "vast_launch_plan")
+    doc = ansible.run("ansible-doc", "universal_simulator.vastai.vast_launch_plan")
     assert doc.rc == 0, doc.out
     assert "repo_root" in doc.out and "EXAMPLES" in doc.out and "RETURN VALUES" in doc.out
     assert "corresponding action plugin" in doc.out  # the one that passes the extra vars

@@ -20,7 +20,7 @@ options:
     elements: str
     default: []
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 """
 
 EXAMPLES = r"""
@@ -49,7 +49,11 @@ missing:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import VastAPIError, VastModuleContext, vast_argument_spec
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
+    VastAPIError,
+    VastModuleContext,
+    vast_argument_spec,
+)
 
 
 def main():

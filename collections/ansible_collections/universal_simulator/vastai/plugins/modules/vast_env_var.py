@@ -52,7 +52,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 notes:
   - The record holds HMACs, never values; deleting it only means the next run writes every value once.
 """
@@ -111,7 +111,11 @@ import re
 import shlex
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import VastAPIError, VastModuleContext, vast_argument_spec
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
+    VastAPIError,
+    VastModuleContext,
+    vast_argument_spec,
+)
 
 try:
     from vastkit.envvars import ValueRecord, default_record_dir, stored_value, value_problem

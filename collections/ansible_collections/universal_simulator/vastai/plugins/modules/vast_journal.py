@@ -25,7 +25,7 @@ options:
     description: Only this run's journal (default every run's).
     type: str
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 attributes:
   idempotent:
     details: A second call finds nothing left to clean up.
@@ -66,8 +66,12 @@ busy:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import VastAPIError, VastModuleContext, vast_argument_spec
-from ansible.module_utils.vast_provisioner import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
+    VastAPIError,
+    VastModuleContext,
+    vast_argument_spec,
+)
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_provisioner import (
     Journal,
     Provisioner,
     WaitSpec,

@@ -63,7 +63,7 @@ options:
     type: str
     default: 15m
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 """
 
 EXAMPLES = r"""
@@ -121,7 +121,7 @@ cost_per_hour:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
     VastAPIError,
     VastModuleContext,
     instance_facts,

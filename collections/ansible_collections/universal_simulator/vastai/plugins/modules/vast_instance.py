@@ -147,8 +147,8 @@ options:
     type: float
     default: 60
 extends_documentation_fragment:
-  - vast
-  - vast.search
+  - universal_simulator.vastai.vast
+  - universal_simulator.vastai.vast.search
 attributes:
   idempotent:
     details: The label is the identity; a repeated call with the same label changes nothing.
@@ -278,7 +278,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
     SEARCH_KEYS,
     QueryError,
     VastAPIError,
@@ -292,7 +292,7 @@ from ansible.module_utils.vast_common import (
     unknown_gpu_message,
     vast_argument_spec,
 )
-from ansible.module_utils.vast_provisioner import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_provisioner import (
     FAILED,
     OWNER_ENV,
     OWNER_VALUE,

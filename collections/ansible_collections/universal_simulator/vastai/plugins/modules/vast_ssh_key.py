@@ -38,7 +38,7 @@ options:
     description: Private half of the key, used only to test whether the instance already accepts it.
     type: path
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 attributes:
   idempotent:
     details: Attaching is idempotent only with O(private_key_file).
@@ -80,7 +80,11 @@ team_key:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import VastAPIError, VastModuleContext, vast_argument_spec
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
+    VastAPIError,
+    VastModuleContext,
+    vast_argument_spec,
+)
 
 try:
     import paramiko

@@ -26,8 +26,8 @@ options:
         "OCI runtime create failed".
     type: str
 extends_documentation_fragment:
-  - vast
-  - vast.search
+  - universal_simulator.vastai.vast
+  - universal_simulator.vastai.vast.search
 """
 
 EXAMPLES = r"""
@@ -96,7 +96,7 @@ interruptible:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
     QueryError,
     VastAPIError,
     VastModuleContext,

@@ -44,7 +44,7 @@ options:
     type: float
     default: 30
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 notes:
   - Runs on the controller. Makes no API write at all; without C(offer_id) it makes no API call.
 """
@@ -149,7 +149,7 @@ notes:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.vast_common import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
     VastAPIError,
     VastModuleContext,
     offer_summary,
