@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Action plugin of `vast_launch_plan`: hands the module the playbook's extra vars exactly as given.
 
 A module only sees its arguments, and a play's variables mix extra vars with inventory, play and magic ones, so

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Documentation shared by the vast_* modules: credentials (every module) and offer search options."""
 
 

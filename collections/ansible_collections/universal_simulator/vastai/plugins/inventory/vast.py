@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Ansible inventory plugin: the Vast.ai account's instances, through the shared `vastkit` client."""
 # ruff: noqa: E402 - Ansible plugins put DOCUMENTATION before the imports.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# SPDX-License-Identifier: MIT
 """Ansible module: Vast.ai account env-vars (the secret store every new instance gets)."""
 # ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
 
@@ -25,7 +26,7 @@ description:
   - Values are never returned. With O(names), every missing value is reported together and nothing is
     written.
 version_added: "0.1.0"
-author: universal_simulator
+author: universal_simulator maintainers (!UNKNOWN)
 options:
   name:
     description: Variable name (Vast upper-cases names; use upper case).
@@ -59,21 +60,21 @@ notes:
 
 EXAMPLES = r"""
 - name: Push the W&B and B2 credentials from the environment
-  vast_env_var:
+  universal_simulator.vastai.vast_env_var:
     names: [WANDB_API_KEY, WANDB_PROJECT, B2_KEY_ID, B2_APP_KEY, B2_S3_ENDPOINT, B2_BUCKET]
 
 - name: The same from a .env file
-  vast_env_var:
+  universal_simulator.vastai.vast_env_var:
     names: [WANDB_API_KEY, B2_APP_KEY]
     env_file: ~/.config/universal_simulator/.env
 
 - name: One variable
-  vast_env_var:
+  universal_simulator.vastai.vast_env_var:
     name: WANDB_PROJECT
     value: universal-simulator
 
 - name: Remove a variable
-  vast_env_var:
+  universal_simulator.vastai.vast_env_var:
     name: OLD_TOKEN
     state: absent
 """
