@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -42,9 +43,11 @@ def test_ansible_test_sanity_passes():
     get_pip = home / ".ansible" / "test" / "cache" / f"get_pip_{pip.replace('.', '_')}.py"
     get_pip.parent.mkdir(parents=True, exist_ok=True)
     get_pip.write_text(GET_PIP)
+    # pip still reads the user's own config (an index of their own) from the real home.
+    env = clean_env(HOME=str(home), XDG_CONFIG_HOME=os.environ.get("XDG_CONFIG_HOME", str(Path.home() / ".config")))
     run = subprocess.run([str(VENV_BIN / "ansible-test"), "sanity", "--local", "--python", PYTHON, "--color", "no"],
-                         cwd=COLLECTION, env=clean_env(HOME=str(home)), stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, timeout=540)
+                         cwd=COLLECTION, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=540)
     assert run.returncode == 0, run.stdout[-6000:]
 
 
