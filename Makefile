@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+COLLECTION_PTH := $(VENV)/.collection-on-path
 PYTEST_ARGS ?=
 
 .PHONY: venv test lint demo bench bench-train chaos clean
@@ -14,7 +15,15 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -e '.[dev]'
 	@touch $(STAMP)
 
-venv: $(STAMP)
+# The collection on the venv's sys.path, where Ansible also looks for ansible_collections/: its modules resolve
+# from any directory, not only where ansible.cfg's collections_path applies. A rule of its own, so that a venv
+# made before it gets the file too.
+$(COLLECTION_PTH): $(STAMP)
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	echo "$(CURDIR)/collections" > "$$site/universal_simulator_collections.pth"
+	@touch $@
+
+venv: $(STAMP) $(COLLECTION_PTH)
 
 lint: venv
 	$(VENV)/bin/ruff check .

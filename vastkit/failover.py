@@ -459,8 +459,9 @@ class Provisioner:
             # Another machine would refuse the same key: stop instead of renting more.
             raise ProvisionError(
                 f"instance {instance_id} was running but refused the launch key {self.wait.ssh_key_file} "
-                f"(destroyed). Check that its public key is registered on the account (vast_ssh_key, "
-                f"team API keys cannot register keys) and that the key file is the right one", outcome.attempts)
+                f"(destroyed). Check that its public key is registered on the account "
+                f"(universal_simulator.vastai.vast_ssh_key, team API keys cannot register keys) and that the key file "
+                f"is the right one", outcome.attempts)
         if attempt.outcome in ("api_unavailable", "api_error"):
             raise ProvisionError(
                 f"{attempt.detail}; instance {instance_id} was destroyed (verified) and nothing else is rented "

@@ -136,7 +136,8 @@ def test_inventory_cache_serves_the_last_listing_until_flushed(ansible, emulator
     instance_id = emulator.launch(label="ctl-cached")
     emulator.wait_status(instance_id, "running")
     config = tmp_path / "cached.vast.yml"
-    config.write_text("plugin: vast\nlabel_prefix: ctl-cached\ncache: true\ncache_plugin: ansible.builtin.jsonfile\n"
+    config.write_text("plugin: universal_simulator.vastai.vast\nlabel_prefix: ctl-cached\ncache: true\n"
+                      "cache_plugin: ansible.builtin.jsonfile\n"
                       f"cache_connection: {tmp_path / 'cache'}\ncache_timeout: 600\n")
     first = ansible.run("ansible-inventory", "-i", str(config), "--list")
     assert first.rc == 0 and "ctl-cached" in json.loads(first.out)["vast"]["hosts"], first.out
@@ -148,7 +149,7 @@ def test_inventory_cache_serves_the_last_listing_until_flushed(ansible, emulator
 
 
 def test_the_plan_module_renders_its_docs(ansible):
-    doc = ansible.run("ansible-doc", "-M", "library", "vast_launch_plan")
+    doc = ansible.run("ansible-doc", "universal_simulator.vastai.vast_launch_plan")
     assert doc.rc == 0, doc.out
     assert "repo_root" in doc.out and "EXAMPLES" in doc.out and "RETURN VALUES" in doc.out
     assert "corresponding action plugin" in doc.out  # the one that passes the extra vars

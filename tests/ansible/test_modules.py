@@ -12,22 +12,24 @@ from ctl_support import creates_since, instances, last_seq
 
 from vast_emulator.testing import make_ssh_keypair
 
-MODULES = ("vast_offer_info", "vast_instance", "vast_instance_info", "vast_env_var", "vast_env_var_info",
-           "vast_ssh_key", "vast_journal")
+MODULES = tuple(f"universal_simulator.vastai.{name}" for name in (
+    "vast_offer_info", "vast_instance", "vast_instance_info", "vast_env_var", "vast_env_var_info",
+    "vast_ssh_key", "vast_journal"))
 
 
 def modules(ansible, *steps, flags: tuple = ()):
     """Run module calls on localhost as the tasks of one playbook (one ansible start-up for all of them).
 
-    A step is (module, args) or (module, args, task keywords); args may template earlier results `r0`, `r1`, ...
+    A step is (module, args) or (module, args, task keywords), with the module's name within the collection
+    (universal_simulator.vastai); args may template earlier results `r0`, `r1`, ...
     Returns [(rc, result)] per step and the output.
     """
     workdir = Path(tempfile.mkdtemp(prefix="ctl-module-"))
     tasks = []
     for i, step in enumerate(steps):
         name, args, keywords = (*step, {})[:3]
-        tasks.append({"name": f"Step {i}: {name}", name: args, "register": f"r{i}", "ignore_errors": True,
-                      **keywords})
+        tasks.append({"name": f"Step {i}: {name}", f"universal_simulator.vastai.{name}": args,
+                      "register": f"r{i}", "ignore_errors": True, **keywords})
     tasks.append({"name": "Keep the results", "check_mode": False, "ansible.builtin.copy": {
         "content": "{{ [" + ", ".join(f"r{i} | default({{}})" for i in range(len(steps))) + "] | to_json }}",
         "dest": str(workdir / "results.json"), "mode": "0600"}})
@@ -47,12 +49,12 @@ def module(ansible, name: str, args: dict, *flags: str):
 
 
 def test_every_module_and_the_inventory_plugin_render_their_docs(ansible):
-    doc = ansible.run("ansible-doc", "-M", "library", *MODULES)
+    doc = ansible.run("ansible-doc", *MODULES)
     assert doc.rc == 0, doc.out
     for name in MODULES:
         page = doc.out.split(f"> MODULE {name} ", 1)[1].split("> MODULE ", 1)[0]
         assert "api_key" in page and "EXAMPLES" in page and "RETURN VALUES" in page, page
-    plugin = ansible.run("ansible-doc", "-t", "inventory", "vast")
+    plugin = ansible.run("ansible-doc", "-t", "inventory", "universal_simulator.vastai.vast")
     assert plugin.rc == 0 and "keyed_groups" in plugin.out and "known_hosts_dir" in plugin.out, plugin.out
 
 

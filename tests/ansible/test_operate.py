@@ -324,7 +324,7 @@ def _rent_playbook(tmp_path: Path, label: str, key, **args) -> Path:
     """A playbook of one vast_instance call (where launch.yml's other steps are not under test)."""
     playbook = tmp_path / f"rent-{label}.yml"
     playbook.write_text(json.dumps([{"name": "Rent", "hosts": "localhost", "gather_facts": False, "tasks": [
-        {"name": "Rent the run's instance", "vast_instance": {
+        {"name": "Rent the run's instance", "universal_simulator.vastai.vast_instance": {
             "label": label, "state": "running", "disk": 16, "min_reliability": 0.9, "poll_interval": 0.5,
             "ssh_key_file": str(key), **args}, "register": "rented"},
         {"name": "Show the attempts", "ansible.builtin.debug": {"var": "rented.attempts"}}]}]))

@@ -10,7 +10,8 @@ from vast_emulator.testing import make_ssh_keypair
 
 
 def _module(ansible, env, args: dict):
-    run = ansible.run("ansible", "localhost", "-m", "vast_ssh_key", "-a", json.dumps(args), env=env)
+    run = ansible.run("ansible", "localhost", "-m", "universal_simulator.vastai.vast_ssh_key",
+                      "-a", json.dumps(args), env=env)
     body = run.out.split("=>", 1)[1] if "=>" in run.out else "{}"  # the result, as the yaml callback prints it
     return run, yaml.safe_load(body.split("\n[WARNING]", 1)[0]) or {}
 

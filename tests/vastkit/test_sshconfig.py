@@ -125,8 +125,8 @@ def test_the_module_honours_check_mode_and_is_idempotent(tmp_path):
     present = {**common, "host": "10.0.0.7", "port": 40022, "identity_file": "/k", "known_hosts_file": "/kh/7"}
     steps = [("planned", present, True), ("written", present, False), ("rewritten", present, False),
              ("removed", {**common, "state": "absent"}, False), ("removed_again", {**common, "state": "absent"}, False)]
-    tasks = [{"name": name, "vast_ssh_config": args, "check_mode": check, "register": name}
-             for name, args, check in steps]
+    tasks = [{"name": name, "universal_simulator.vastai.vast_ssh_config": args, "check_mode": check,
+              "register": name} for name, args, check in steps]
     tasks.insert(1, {"name": "files after check mode", "ansible.builtin.stat": {"path": str(config)},
                      "register": "after_check"})
     registered = ", ".join(name for name, _, _ in steps)

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# SPDX-License-Identifier: MIT
 """Ansible module: the OpenSSH config entry that makes `ssh <run>` reach a run's instance."""
 # ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
 
@@ -20,7 +21,7 @@ description:
     when the directory is empty. A O(name) that is no run name has no entry, so it is V(absent) already.
   - Makes no API call. The logic is C(vastkit.sshconfig).
 version_added: "0.1.0"
-author: universal_simulator
+author: universal_simulator maintainers (!UNKNOWN)
 options:
   name:
     description: The run's name (its instance label), which becomes the SSH host alias.
@@ -44,24 +45,28 @@ options:
     description: The instance's own known_hosts file (C(<known_hosts_dir>/<instance id>)). Required with V(present).
     type: path
   config_dir:
-    description: Directory of the per-run entries (made C(0700)); default C(~/.ssh/universal_simulator).
+    description: Directory of the per-run entries (made C(0700)).
     type: path
+    default: ~/.ssh/universal_simulator
   ssh_config:
     description:
-      - The SSH client config that includes O(config_dir); default C(~/.ssh/config). OpenSSH reads that file
-        from the home directory in the password database, not C($HOME); give another file here and use it with
-        C(ssh -F FILE).
+      - The SSH client config that includes O(config_dir). OpenSSH reads C(~/.ssh/config) from the home
+        directory in the password database, not C($HOME); give another file here and use it with C(ssh -F FILE).
     type: path
+    default: ~/.ssh/config
   include:
     description: Add the C(Include) line to O(ssh_config) (V(false) when you manage that file yourself).
     type: bool
     default: true
 attributes:
   check_mode:
+    description: Can run in check mode and return the changed status without writing.
     support: full
   diff_mode:
+    description: Returns the entry's text before and after in diff mode.
     support: full
   idempotent:
+    description: When run twice in a row with the same arguments, the second run changes nothing.
     support: full
 notes:
   - Files are written atomically with mode C(0600); a temporary file starts with a dot, which the C(*) glob skips.
@@ -69,7 +74,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Let `ssh burgers32-20261128-1405` reach the run's instance
-  vast_ssh_config:
+  universal_simulator.vastai.vast_ssh_config:
     name: burgers32-20261128-1405
     host: ssh4.vast.ai
     port: 31022
@@ -77,7 +82,7 @@ EXAMPLES = r"""
     known_hosts_file: ~/.ssh/vast_known_hosts/20000001
 
 - name: Remove it when the run is torn down
-  vast_ssh_config:
+  universal_simulator.vastai.vast_ssh_config:
     name: burgers32-20261128-1405
     state: absent
 """
@@ -122,8 +127,8 @@ class SshConfigManager:
     def __init__(self, module: AnsibleModule):
         self.module = module
         self.p = module.params
-        self.config_dir = self.p["config_dir"] or sshconfig.DEFAULT_DIR
-        self.ssh_config = self.p["ssh_config"] or sshconfig.DEFAULT_CONFIG
+        self.config_dir = self.p["config_dir"]
+        self.ssh_config = self.p["ssh_config"]
         self.result = dict(changed=False, entry_changed=False, include_added=False, path="")
 
     def present(self) -> None:
@@ -168,7 +173,7 @@ class SshConfigManager:
 
     def _config_text(self) -> str:
         try:
-            return Path(self.ssh_config).expanduser().resolve().read_text()
+            return Path(self.ssh_config).resolve().read_text()
         except FileNotFoundError:
             return ""
         except OSError as exc:
@@ -184,8 +189,8 @@ def main():
             port=dict(type="int"),
             identity_file=dict(type="path"),
             known_hosts_file=dict(type="path"),
-            config_dir=dict(type="path"),
-            ssh_config=dict(type="path"),
+            config_dir=dict(type="path", default="~/.ssh/universal_simulator"),
+            ssh_config=dict(type="path", default="~/.ssh/config"),
             include=dict(type="bool", default=True),
         ),
         required_if=[("state", "present", ("host", "port", "identity_file", "known_hosts_file"))],

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# SPDX-License-Identifier: MIT
 """Ansible module: list or show Vast.ai instances (read-only)."""
 # ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
 
@@ -17,7 +18,7 @@ description:
     O(stale_after) since it was created, or when it has not been running for that long. Age alone never reaps.
   - Read-only; safe in check mode.
 version_added: "0.1.0"
-author: universal_simulator
+author: universal_simulator maintainers (!UNKNOWN)
 options:
   instance_id:
     description: Show only this instance.
@@ -49,7 +50,8 @@ options:
   owned_only:
     description:
       - Only instances this project created, recognised by the C(VASTKIT_OWNER) marker every create of
-        M(vast_instance) sets (the API returns it in the instance's C(extra_env)), never by label.
+        M(universal_simulator.vastai.vast_instance) sets (the API returns it in the instance's C(extra_env)),
+        never by label.
     type: bool
     default: false
   probes:
@@ -63,17 +65,17 @@ options:
     type: str
     default: 15m
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 """
 
 EXAMPLES = r"""
 - name: The run's instance
-  vast_instance_info:
+  universal_simulator.vastai.vast_instance_info:
     label: burgers32-20261128-1405
   register: run
 
 - name: Every running instance of the project older than six hours
-  vast_instance_info:
+  universal_simulator.vastai.vast_instance_info:
     label_prefix: burgers32-
     status: [running]
     older_than: 6h
@@ -99,6 +101,11 @@ instances:
       ssh_command: ssh -p 40022 root@203.0.113.11
       tags: {VASTKIT_OWNER: universal_simulator}
       reaper: {reap: false, reason: "healthy: heartbeat 12 s ago"}
+  contains:
+    reaper:
+      description: The reaper's verdict, V(reap) and the V(reason) it gives.
+      returned: when probes was given
+      type: dict
 reap_ids:
   description: With O(probes), the ids the reaper's verdict takes.
   returned: when probes was given
@@ -121,7 +128,7 @@ cost_per_hour:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
     VastAPIError,
     VastModuleContext,
     instance_facts,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Ansible inventory plugin: the Vast.ai account's instances, through the shared `vastkit` client."""
 # ruff: noqa: E402 - Ansible plugins put DOCUMENTATION before the imports.
 
@@ -29,7 +30,7 @@ options:
     description: The name of this plugin.
     required: true
     type: str
-    choices: [vast]
+    choices: [universal_simulator.vastai.vast]
   api_url:
     description: Base URL of the Vast.ai API; default C(VAST_URL) from the environment, then the public console.
     type: str
@@ -61,7 +62,7 @@ options:
 
 EXAMPLES = r"""
 # inventory/vast.yml
-plugin: vast
+plugin: universal_simulator.vastai.vast
 label_prefix: burgers32-
 statuses: [running, loading]
 keyed_groups:
@@ -107,7 +108,7 @@ def failure_line(exc: Exception, url: str) -> str:
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
-    NAME = "vast"
+    NAME = "universal_simulator.vastai.vast"
 
     def verify_file(self, path):
         return super().verify_file(path) and path.endswith(("vast.yml", "vast.yaml"))

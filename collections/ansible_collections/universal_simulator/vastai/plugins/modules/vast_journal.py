@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# SPDX-License-Identifier: MIT
 """Ansible module: destroy what a launch killed on this machine left rented (the local journal of creates)."""
 # ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
 
@@ -8,8 +9,8 @@ DOCUMENTATION = r"""
 module: vast_journal
 short_description: Clean up the creates a killed launch on this machine never handed over
 description:
-  - M(vast_instance) writes a local journal entry before every create and removes it once the instance is
-    returned (handed over) or destroyed. A launch that was killed hard (SIGKILL, a laptop switched off)
+  - M(universal_simulator.vastai.vast_instance) writes a local journal entry before every create and removes it
+    once the instance is returned (handed over) or destroyed. A launch that was killed hard (SIGKILL, a laptop switched off)
     leaves its entries behind. This module destroys exactly the instances those entries name (by the create
     token each create carries in its environment), verifies they are gone, and removes the entries.
   - It only touches journals whose launch is dead (the run's lock is free), of the API this call talks to.
@@ -19,23 +20,23 @@ description:
   - The journal lives in C($VASTKIT_STATE_DIR/journal), else C(~/.cache/vastkit/journal).
   - In check mode it says what it would destroy and changes nothing.
 version_added: "0.1.0"
-author: universal_simulator
+author: universal_simulator maintainers (!UNKNOWN)
 options:
   label:
     description: Only this run's journal (default every run's).
     type: str
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 attributes:
   idempotent:
     details: A second call finds nothing left to clean up.
 seealso:
-  - module: vast_instance
+  - module: universal_simulator.vastai.vast_instance
 """
 
 EXAMPLES = r"""
 - name: Destroy what a killed launch left
-  vast_journal:
+  universal_simulator.vastai.vast_journal:
   register: journal
 
 - name: Say what was cleaned up
@@ -66,8 +67,12 @@ busy:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import VastAPIError, VastModuleContext, vast_argument_spec
-from ansible.module_utils.vast_provisioner import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
+    VastAPIError,
+    VastModuleContext,
+    vast_argument_spec,
+)
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_provisioner import (
     Journal,
     Provisioner,
     WaitSpec,

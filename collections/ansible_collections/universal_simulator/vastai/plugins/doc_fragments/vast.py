@@ -1,8 +1,10 @@
+# SPDX-License-Identifier: MIT
 """Documentation shared by the vast_* modules: credentials (every module) and offer search options."""
 
 
 class ModuleDocFragment:
-    # Credentials and the attributes every vast_* module shares: `extends_documentation_fragment: [vast]`.
+    # Credentials and the attributes every vast_* module shares:
+    # `extends_documentation_fragment: [universal_simulator.vastai.vast]`.
     DOCUMENTATION = r"""
 options:
   api_key:
@@ -34,7 +36,7 @@ notes:
   - API failures are reported with the API's HTTP status, error code and message in C(api_error).
 """
 
-    # Offer search options: `extends_documentation_fragment: [vast, vast.search]`.
+    # Offer search options: `extends_documentation_fragment` adds `universal_simulator.vastai.vast.search`.
     SEARCH = r"""
 options:
   gpu_name:

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# SPDX-License-Identifier: MIT
 """Ansible module: Vast.ai account env-vars (the secret store every new instance gets)."""
 # ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
 
@@ -25,7 +26,7 @@ description:
   - Values are never returned. With O(names), every missing value is reported together and nothing is
     written.
 version_added: "0.1.0"
-author: universal_simulator
+author: universal_simulator maintainers (!UNKNOWN)
 options:
   name:
     description: Variable name (Vast upper-cases names; use upper case).
@@ -52,28 +53,28 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 notes:
   - The record holds HMACs, never values; deleting it only means the next run writes every value once.
 """
 
 EXAMPLES = r"""
 - name: Push the W&B and B2 credentials from the environment
-  vast_env_var:
+  universal_simulator.vastai.vast_env_var:
     names: [WANDB_API_KEY, WANDB_PROJECT, B2_KEY_ID, B2_APP_KEY, B2_S3_ENDPOINT, B2_BUCKET]
 
 - name: The same from a .env file
-  vast_env_var:
+  universal_simulator.vastai.vast_env_var:
     names: [WANDB_API_KEY, B2_APP_KEY]
     env_file: ~/.config/universal_simulator/.env
 
 - name: One variable
-  vast_env_var:
+  universal_simulator.vastai.vast_env_var:
     name: WANDB_PROJECT
     value: universal-simulator
 
 - name: Remove a variable
-  vast_env_var:
+  universal_simulator.vastai.vast_env_var:
     name: OLD_TOKEN
     state: absent
 """
@@ -111,7 +112,11 @@ import re
 import shlex
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import VastAPIError, VastModuleContext, vast_argument_spec
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
+    VastAPIError,
+    VastModuleContext,
+    vast_argument_spec,
+)
 
 try:
     from vastkit.envvars import ValueRecord, default_record_dir, stored_value, value_problem

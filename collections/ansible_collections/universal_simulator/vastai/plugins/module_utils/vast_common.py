@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What every vast_* module shares: the credential options, the client, the error report, offer search.
 
 Modules run on the controller with the repository's virtualenv python (like boto3-based modules), so the
@@ -15,7 +16,7 @@ from ansible.module_utils.basic import env_fallback, missing_required_lib
 try:
     from vastkit.client import VastAPI
     from vastkit.errors import VastAPIError, VastConfigError
-    from vastkit.query import OfferFilter, QueryError
+    from vastkit.query import OfferFilter, QueryError  # pylint: disable=unused-import  # the modules import it from here
 
     VASTKIT_IMPORT_ERROR = None
 except ImportError:  # reported by VastModuleContext, with the fix

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The failover, for the modules: a thin adapter over `vastkit.failover` (the Vast domain lives there)."""
 
 from __future__ import annotations

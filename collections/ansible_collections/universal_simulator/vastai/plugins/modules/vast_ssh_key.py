@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# SPDX-License-Identifier: MIT
 """Ansible module: the controller's SSH public key on the Vast.ai account and on an instance."""
 # ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
 
@@ -18,7 +19,7 @@ description:
     registers nothing, warns, returns RV(team_key) true and still attaches to O(instance_id); with a team key
     the launch key reaches an instance only by attaching it to that instance.
 version_added: "0.1.0"
-author: universal_simulator
+author: universal_simulator maintainers (!UNKNOWN)
 options:
   public_key:
     description: The public key, for example C(ssh-ed25519 AAAA... me@laptop).
@@ -38,7 +39,7 @@ options:
     description: Private half of the key, used only to test whether the instance already accepts it.
     type: path
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 attributes:
   idempotent:
     details: Attaching is idempotent only with O(private_key_file).
@@ -46,11 +47,11 @@ attributes:
 
 EXAMPLES = r"""
 - name: Register the launch key before creating instances
-  vast_ssh_key:
+  universal_simulator.vastai.vast_ssh_key:
     public_key_file: ~/.ssh/id_ed25519.pub
 
 - name: Make sure a reused instance accepts the key
-  vast_ssh_key:
+  universal_simulator.vastai.vast_ssh_key:
     public_key_file: ~/.ssh/id_ed25519.pub
     private_key_file: ~/.ssh/id_ed25519
     instance_id: 20000001
@@ -80,7 +81,11 @@ team_key:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import VastAPIError, VastModuleContext, vast_argument_spec
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
+    VastAPIError,
+    VastModuleContext,
+    vast_argument_spec,
+)
 
 try:
     import paramiko

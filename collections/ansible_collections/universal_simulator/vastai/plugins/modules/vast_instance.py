@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# SPDX-License-Identifier: MIT
 """Ansible module: one Vast.ai instance per label (a run's name), with failover."""
 # ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
 
@@ -27,7 +28,8 @@ description:
   - B(Journal.) Before each create the module writes a local journal entry (C(~/.cache/vastkit/journal),
     or C($VASTKIT_STATE_DIR)) and removes it once the instance is returned or destroyed; every create carries
     the marker C(VASTKIT_OWNER) and a unique create token in its environment. A later call for the same label
-    (and M(vast_journal)) destroys what a controller killed mid-launch left, and only that.
+    (and M(universal_simulator.vastai.vast_journal)) destroys what a controller killed mid-launch left, and only
+    that.
   - After a create that failed with a server error or a timeout (120 s), its create token is looked up for
     O(create_lookup_window) seconds before anything else is rented, because the create may have happened.
     Instances of the label that this call created beyond the one it returns are destroyed at the end.
@@ -43,7 +45,7 @@ description:
   - In check mode nothing is written to the API; the result's RV(plan) says what would happen, with the
     chosen offer and its price, and the O(env) names with their values masked.
 version_added: "0.1.0"
-author: universal_simulator
+author: universal_simulator maintainers (!UNKNOWN)
 options:
   state:
     description:
@@ -71,8 +73,8 @@ options:
     type: int
   offer_id:
     description:
-      - Rent this offer (from M(vast_offer_info)) without searching. Failover then needs search options
-        (at least O(gpu_name)); without them a failed first attempt is final.
+      - Rent this offer (from M(universal_simulator.vastai.vast_offer_info)) without searching. Failover then
+        needs search options (at least O(gpu_name)); without them a failed first attempt is final.
     type: int
   image:
     description:
@@ -84,7 +86,8 @@ options:
   env:
     description:
       - Environment of a new instance, possibly secret. Values are C(no_log) and masked in the plan.
-      - Prefer Vast account env-vars (M(vast_env_var)) for credentials; every instance gets those.
+      - Prefer Vast account env-vars (M(universal_simulator.vastai.vast_env_var)) for credentials; every
+        instance gets those.
     type: dict
     default: {}
   public_env:
@@ -126,14 +129,15 @@ options:
   ssh_key_file:
     description:
       - Private key for the SSH handshake that proves a new instance is usable. Its public key must be
-        registered on the account first (M(vast_ssh_key)).
+        registered on the account first (M(universal_simulator.vastai.vast_ssh_key)).
       - Without it, O(wait) stops at C(running).
     type: path
   attach_ssh_key:
     description:
       - Attach the public half of O(ssh_key_file) to each instance this creates. For team API keys, which cannot
-        register account keys (M(vast_ssh_key) returns RV(vast_ssh_key#module:team_key)); with a personal key the
-        account's registered keys decide who gets in.
+        register account keys (M(universal_simulator.vastai.vast_ssh_key) returns
+        RV(universal_simulator.vastai.vast_ssh_key#module:team_key)); with a personal key the account's
+        registered keys decide who gets in.
     type: bool
     default: false
   max_attempts:
@@ -147,20 +151,20 @@ options:
     type: float
     default: 60
 extends_documentation_fragment:
-  - vast
-  - vast.search
+  - universal_simulator.vastai.vast
+  - universal_simulator.vastai.vast.search
 attributes:
   idempotent:
     details: The label is the identity; a repeated call with the same label changes nothing.
 seealso:
-  - module: vast_offer_info
-  - module: vast_instance_info
-  - module: vast_ssh_key
+  - module: universal_simulator.vastai.vast_offer_info
+  - module: universal_simulator.vastai.vast_instance_info
+  - module: universal_simulator.vastai.vast_ssh_key
 """
 
 EXAMPLES = r"""
 - name: One RTX 4090 for run burgers32-a, running and reachable over SSH
-  vast_instance:
+  universal_simulator.vastai.vast_instance:
     label: burgers32-a
     state: running
     gpu_name: RTX_4090
@@ -175,26 +179,26 @@ EXAMPLES = r"""
   register: launched
 
 - name: Rent a specific offer, no search (fastest)
-  vast_instance:
+  universal_simulator.vastai.vast_instance:
     label: burgers32-b
     offer_id: 10000101
     state: running
     ssh_key_file: ~/.ssh/id_ed25519
 
 - name: Four identical workers, burgers32-sweep-1 .. -4
-  vast_instance:
+  universal_simulator.vastai.vast_instance:
     label: burgers32-sweep
     exact_count: 4
     state: running
     gpu_name: RTX_4090
 
 - name: Stop the run's instance, keeping its disk
-  vast_instance:
+  universal_simulator.vastai.vast_instance:
     label: burgers32-a
     state: stopped
 
 - name: Destroy it (all billing stops)
-  vast_instance:
+  universal_simulator.vastai.vast_instance:
     label: burgers32-a
     state: absent
 """
@@ -278,7 +282,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
     SEARCH_KEYS,
     QueryError,
     VastAPIError,
@@ -292,7 +296,7 @@ from ansible.module_utils.vast_common import (
     unknown_gpu_message,
     vast_argument_spec,
 )
-from ansible.module_utils.vast_provisioner import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_provisioner import (
     FAILED,
     OWNER_ENV,
     OWNER_VALUE,
@@ -361,8 +365,8 @@ class InstanceManager:
             # One client per thread: waits run side by side, so N instances take about as long as one.
             with ThreadPoolExecutor(max_workers=min(8, max(1, count))) as pool:
                 results = list(pool.map(lambda lb: self.ensure(self.ctx.new_client(), lb), labels))
-        plans.extend(plan for _, plan in results if plan)
-        outcomes = [outcome for outcome, _ in results]
+        plans.extend(plan for _outcome, plan in results if plan)
+        outcomes = [outcome for outcome, _plan in results]
         report = self.report(outcomes, plans)  # the trimmed ones are among the terminated_ids
         report["changed"] = report["changed"] or bool(extras)
         return report

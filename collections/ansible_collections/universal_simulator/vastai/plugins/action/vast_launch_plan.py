@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Action plugin of `vast_launch_plan`: hands the module the playbook's extra vars exactly as given.
 
 A module only sees its arguments, and a play's variables mix extra vars with inventory, play and magic ones, so
@@ -21,5 +22,6 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         if args.get("options") is None:
             args["options"] = self._templar.template(dict(load_extra_vars(self._loader)))
-        result.update(self._execute_module(module_name="vast_launch_plan", module_args=args, task_vars=task_vars))
+        result.update(self._execute_module(module_name="universal_simulator.vastai.vast_launch_plan",
+                                           module_args=args, task_vars=task_vars))
         return result

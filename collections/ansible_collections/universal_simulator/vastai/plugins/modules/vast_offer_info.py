@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# SPDX-License-Identifier: MIT
 """Ansible module: search Vast.ai GPU offers (read-only)."""
 # ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
 
@@ -12,7 +13,7 @@ description:
     the offers best first.
   - Read-only; safe in check mode.
 version_added: "0.1.0"
-author: universal_simulator
+author: universal_simulator maintainers (!UNKNOWN)
 options:
   limit:
     description: Most offers to return.
@@ -26,13 +27,13 @@ options:
         "OCI runtime create failed".
     type: str
 extends_documentation_fragment:
-  - vast
-  - vast.search
+  - universal_simulator.vastai.vast
+  - universal_simulator.vastai.vast.search
 """
 
 EXAMPLES = r"""
 - name: Find the five cheapest reliable RTX 4090s
-  vast_offer_info:
+  universal_simulator.vastai.vast_offer_info:
     gpu_name: RTX_4090
     num_gpus: 1
     min_reliability: 0.98
@@ -40,12 +41,12 @@ EXAMPLES = r"""
   register: found
 
 - name: Offers whose driver can run the automatic-tag PyTorch image (cuda_max_good >= 12.6)
-  vast_offer_info:
+  universal_simulator.vastai.vast_offer_info:
     gpu_name: RTX_4090
     image: "vastai/pytorch:@vastai-automatic-tag"
 
 - name: Same with the Vast query language, most reliable first
-  vast_offer_info:
+  universal_simulator.vastai.vast_offer_info:
     query: "reliability>0.98 num_gpus=1 gpu_name=RTX_4090 inet_down>=500"
     order: "reliability-,dph_total"
 """
@@ -96,7 +97,7 @@ interruptible:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
     QueryError,
     VastAPIError,
     VastModuleContext,

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# SPDX-License-Identifier: MIT
 """Ansible module: which Vast.ai account env-vars exist (names only, never values)."""
 # ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
 
@@ -12,7 +13,7 @@ description:
   - Never returns a value.
   - Read-only; safe in check mode.
 version_added: "0.1.0"
-author: universal_simulator
+author: universal_simulator maintainers (!UNKNOWN)
 options:
   required:
     description: Names that must exist; the missing ones are returned in RV(missing) (the module does not fail).
@@ -20,12 +21,12 @@ options:
     elements: str
     default: []
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 """
 
 EXAMPLES = r"""
 - name: Are the training credentials on the account?
-  vast_env_var_info:
+  universal_simulator.vastai.vast_env_var_info:
     required: [WANDB_API_KEY, B2_KEY_ID, B2_APP_KEY, B2_S3_ENDPOINT, B2_BUCKET]
   register: account_env
 
@@ -49,7 +50,11 @@ missing:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vast_common import VastAPIError, VastModuleContext, vast_argument_spec
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
+    VastAPIError,
+    VastModuleContext,
+    vast_argument_spec,
+)
 
 
 def main():

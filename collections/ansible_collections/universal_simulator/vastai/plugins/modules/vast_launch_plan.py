@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# SPDX-License-Identifier: MIT
 """Ansible module: check a launch request and plan its runs (no API write)."""
 # ruff: noqa: E402 - Ansible modules put DOCUMENTATION before the imports.
 
@@ -26,7 +27,7 @@ description:
     given are taken from the offer, so the failover searches for the same GPU. Only then is the API called.
   - The launch options, their defaults and checks are listed in C(docs/control-plane.md).
 version_added: "0.1.0"
-author: universal_simulator
+author: universal_simulator maintainers (!UNKNOWN)
 options:
   options:
     description:
@@ -44,19 +45,19 @@ options:
     type: float
     default: 30
 extends_documentation_fragment:
-  - vast
+  - universal_simulator.vastai.vast
 notes:
   - Runs on the controller. Makes no API write at all; without C(offer_id) it makes no API call.
 """
 
 EXAMPLES = r"""
 - name: Plan the runs from the playbook's -e options
-  vast_launch_plan:
+  universal_simulator.vastai.vast_launch_plan:
     repo_root: "{{ playbook_dir | dirname }}"
   register: plan
 
 - name: Plan a given request (for example from another tool)
-  vast_launch_plan:
+  universal_simulator.vastai.vast_launch_plan:
     repo_root: /src/universal_simulator
     options:
       config: burgers32
@@ -149,7 +150,7 @@ notes:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.vast_common import (
+from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_common import (
     VastAPIError,
     VastModuleContext,
     offer_summary,
