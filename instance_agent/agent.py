@@ -42,6 +42,8 @@ CREATED_AT_ENV = "INSTANCE_AGENT_CREATED_AT"
 STARTS_ENV = "INSTANCE_AGENT_STARTS"
 # What a tmux pane may see: never the container's secrets.
 VIEWER_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM")
+# Below this much free space a failed write is put down to a full disk (a checkpoint is larger).
+LOW_DISK_BYTES = 64 * 2**20
 
 
 class Agent:
@@ -269,7 +271,8 @@ class Agent:
         else:  # no final heartbeat (it could not be written: a full disk): the exit code says how it ended
             outcome = contract.parse_supervisor_exit(code)
             if outcome is not None:
-                run.error = f"the supervisor's heartbeat could not be written; it exited {code} ({outcome[0]})"
+                run.error = (f"the supervisor's heartbeat could not be written{_disk_note(self.code_dir)}; it "
+                             f"exited {code} ({outcome[0]})")
         if outcome is not None:
             run.outcome, run.synced = outcome
             self._save()
@@ -456,3 +459,12 @@ class Agent:
             save_state(self.agent_dir, self.state)
         except OSError as exc:  # a full disk: the agent carries on from memory
             log.error("could not save the agent state: %s", exc)
+
+
+def _disk_note(path: Path) -> str:
+    """Why a write may have failed, for the record: the disk's free space when it is (nearly) full, else ""."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return ""
+    return f" (No space left on device: {free / 2**20:.1f} MiB free)" if free < LOW_DISK_BYTES else ""

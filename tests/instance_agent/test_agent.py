@@ -322,3 +322,15 @@ def test_without_a_final_heartbeat_the_exit_code_says_how_the_run_ended(tmp_path
     run_until(agent, lambda: api.gone)
     assert agent.state.run.outcome == "succeeded" and agent.state.run.crashes == 0
     assert json.loads(s3.read("runs/agent-ok/heartbeat.json"))["state"] == "succeeded"
+
+
+def test_a_record_without_heartbeat_says_when_the_disk_is_full(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from instance_agent import agent as agent_module
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(agent_module.shutil, "disk_usage", lambda _p: usage(10 * 2**30, 10 * 2**30, 2**19))
+    assert agent_module._disk_note(tmp_path) == " (No space left on device: 0.5 MiB free)"
+    monkeypatch.setattr(agent_module.shutil, "disk_usage", lambda _p: usage(10 * 2**30, 2**30, 9 * 2**30))
+    assert agent_module._disk_note(tmp_path) == ""  # room left: the write failed for another reason
