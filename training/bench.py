@@ -1,6 +1,6 @@
 """`make bench-train`: generate a dataset, run the whole pipeline once per seed, and judge the aims.
 
-    python -m training.bench                       # CPU preset (configs/bench_cpu.yaml, 3 seeds, ~15 min each on 2 cores)
+    python -m training.bench                       # CPU preset (configs/bench_cpu.yaml, 3 seeds, ~30 min each on 2 busy cores)
     python -m training.bench --preset gpu          # configs/bench_gpu.yaml, 3 seeds, ≈ 10 min each on an H200 (estimated)
     python -m training.bench --steps-scale 0.25    # a shortened run (every stage's steps x 0.25)
     python -m training.bench --preset gpu --steps-scale 0.1 --samples 800 --seeds 1   # a ~2-3 min GPU smoke run
