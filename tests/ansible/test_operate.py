@@ -267,8 +267,12 @@ def test_interrupted_launch_destroys_what_it_created(ansible, emulator, tmp_path
     proc.wait(timeout=60)
     assert proc.returncode != 0
     _wait_for("the interrupted launch's instance destroyed", lambda: not instances(emulator, label), timeout=45)
-    deletes = [r for r in emulator.requests() if r["method"] == "DELETE" and f"/instances/{row['id']}/" in r["path"]]
-    assert deletes and deletes[0]["status"] == 200
+    # The emulator logs a request once it has answered it: the instance can be gone a moment before its DELETE
+    # is in the log.
+    deletes = _wait_for("the DELETE in the request log", lambda: [
+        r for r in emulator.requests() if r["method"] == "DELETE" and f"/instances/{row['id']}/" in r["path"]],
+        timeout=10)
+    assert deletes[0]["status"] == 200
     _wait_for("the journal cleared", lambda: not _journal_files(tmp_path / "vastkit"), timeout=20)
 
 
