@@ -41,6 +41,7 @@ from run_contract import OWNER_ENV, OWNER_VALUE
 from vastkit.errors import VastAPIError
 from vastkit.interrupts import NEVER, Cancel, Interrupted
 from vastkit.journal import CREATE_TOKEN_ENV, PENDING_GRACE_S, Journal, launch_of
+from vastkit.progress import WaitReporter, describe_state
 from vastkit.records import Instance, Offer
 from vastkit.retry import Deadline, is_transient
 from vastkit.waiting import (
@@ -224,6 +225,7 @@ class Provisioner:
                               dph_total=offer.dph_total)
             outcome.attempts.append(attempt)
             tried_offers.add(offer.id)
+            self.log(f"attempt {attempt.number}/{self.max_attempts}: renting {_describe_offer(offer)}")
             token = f"{self.launch_id}.{attempt.number}"
             started = self.clock()
             ids: list[int] = []  # this attempt's instance, once known (the cleanup reads it)
@@ -272,6 +274,7 @@ class Provisioner:
                           dph_total=instance.dph_total, instance_id=instance.id)
         outcome.attempts.append(attempt)
         started = self.clock()
+        self.log(f"starting stopped instance {instance.id}")
         self.api.start_instance(instance.id)
         outcome.changed_ids.append(instance.id)
         if not self.wait.wait:
@@ -366,6 +369,8 @@ class Provisioner:
             raise ProvisionError(f"create on offer {offer.id} failed: {exc}", outcome.attempts,
                                  api_error=exc.as_dict()) from None
         self._took(created.id, token, attempt, outcome)
+        self.log(f"created instance {created.id}" + (
+            f"; waiting for it to run and answer SSH (up to {self.wait.loading_timeout:g}s)" if self.wait.wait else ""))
         if self.attach_launch_key:
             self._attach_launch_key(created.id)
         return created.id
@@ -393,6 +398,7 @@ class Provisioner:
         last_api_error: VastAPIError | None = None
         last_ssh: BaseException | None = None
         current: Instance | None = None
+        report = WaitReporter(self.log, instance_id, clock=self.clock)
         while True:
             self.cancel.check()
             try:
@@ -410,11 +416,13 @@ class Provisioner:
                     attempt.dph_total = attempt.dph_total or current.dph_total
                 if state == GONE:
                     attempt.outcome, attempt.detail = "gone", f"instance {instance_id} disappeared while waiting"
+                    self.log(attempt.detail)
                     return None
                 if fail_fast and state in (FAILED, STOPPED):
                     attempt.outcome = "failed" if state == FAILED else "stopped"
                     attempt.detail = (f"instance {instance_id} is {current.actual_status}: "
                                       f"{current.status_msg or 'no status message'}")
+                    self.log(attempt.detail)
                     return None
                 if state == RUNNING and current.ssh_addresses():
                     if self.wait.ssh_key_file is None:
@@ -425,9 +433,14 @@ class Provisioner:
                         host, port = first_reachable(current, key, timeout,
                                                      probe=lambda h, p, k=key, t=timeout: self.ssh_probe(h, p, k, t))
                         attempt.outcome = "running"
+                        self.log(f"instance {instance_id}: ready, SSH root@{host}:{port} "
+                                 f"({self.clock() - report.started:.0f}s)")
                         return current.with_ssh(host, port)
                     except SSH_NOT_READY as exc:
                         last_ssh = exc  # not up yet (a bare EOFError: banner sent, then closed)
+                report(describe_state(current, last_ssh))
+            else:
+                report(f"the API is not answering ({last_api_error.status or 'unreachable'}); still waiting")
             if budget.expired:
                 return self._timed_out(instance_id, attempt, budget, current, last_api_error, last_ssh)
             self.sleep(self.wait.poll)
@@ -472,6 +485,7 @@ class Provisioner:
             if self.destroy_verified(instance_id):
                 outcome.terminated_ids.append(instance_id)
             attempt.destroyed = True
+            self.log(f"destroyed instance {instance_id} ({attempt.outcome}), verified gone")
         except VastAPIError as exc:
             attempt.detail += f"; DESTROY FAILED: {exc}"
             raise CleanupFailed(
@@ -546,6 +560,13 @@ class Provisioner:
             if deadline.expired:
                 return None
             (self.sleep if cancellable else self.nap)(min(LOOKUP_POLL_S, max(0.1, deadline.remaining)))
+
+
+def _describe_offer(offer) -> str:
+    if offer.dph_total is None:
+        return f"offer {offer.id}"
+    return (f"offer {offer.id} ({offer.num_gpus}x {offer.gpu_name}, ${offer.dph_total:.3f}/h, "
+            f"machine {offer.machine_id})")
 
 
 def _exclude(excluded: set, machine_id: int | None) -> None:

@@ -53,6 +53,20 @@ class Ansible:
                  timeout: float = 240) -> Result:
         return self.run("ansible-playbook", playbook, *self.common_vars, *args, env=env, unset=unset, timeout=timeout)
 
+    def playbook_lines(self, playbook: str, *args: str, timeout: float = 240) -> tuple[int, list[tuple[float, str]]]:
+        """Run a playbook and read its output as it comes: (rc, [(seconds since start, line), ...])."""
+        argv = [str(VENV_BIN / "ansible-playbook"), playbook, *self.common_vars, *args]
+        started = time.monotonic()
+        lines: list[tuple[float, str]] = []
+        with subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, bufsize=1) as proc:
+            for line in proc.stdout:
+                lines.append((time.monotonic() - started, line.rstrip("\n")))
+                if time.monotonic() - started > timeout:
+                    proc.kill()
+            rc = proc.wait()
+        return rc, lines
+
 
 def base_env(tmp: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED)}

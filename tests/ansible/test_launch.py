@@ -100,6 +100,30 @@ def test_failover_skips_a_vanished_offer_and_a_stuck_instance(ansible, emulator)
     assert len(deletes) == 1 and deletes[0]["status"] == 200
     stuck_id = int(deletes[0]["path"].split("/")[4])
     assert stuck_id != rows[0]["id"] and emulator.instance(stuck_id) is None
+    # Each step was said as it happened.
+    assert f"offer {offer_ids[0]} is gone; trying the next one" in run.out
+    assert f"destroyed instance {stuck_id} (stuck_loading), verified gone" in run.out
+    assert f"attempt 3/3: renting offer {offer_ids[2]}" in run.out
+
+
+def test_launch_prints_its_progress_while_it_waits(ansible, emulator):
+    # SSH refuses for 6 s after the instance runs: the wait is long enough to see lines arrive during it.
+    emulator.set_faults([{"kind": "ssh_refused", "target": "next_create", "seconds": 6}])
+    rc, lines = ansible.playbook_lines("launch.yml", *LAUNCH, "-e", "run_name=ctl-progress")
+    text = "\n".join(line for _, line in lines)
+    assert rc == 0, text
+    task = next(i for i, (_, line) in enumerate(lines) if line.startswith("TASK [Rent the instance"))
+    done = next(i for i in range(task, len(lines)) if lines[i][1].startswith(("ok: [", "changed: [")))
+    progress = [(at, line.strip()) for at, line in lines[task + 1:done]]
+    said = [line for _, line in progress]
+    assert said and all(line.startswith("ctl-progress: ") for line in said), text
+    assert "attempt 1/3: renting offer" in said[0] and "$" in said[0]
+    instance_id = instances(emulator, "ctl-progress")[0]["id"]
+    created_at = next(at for at, line in progress if f"created instance {instance_id}" in line)
+    assert any("SSH not ready yet" in line for line in said), said
+    assert f"instance {instance_id}: ready, SSH root@127.0.0.1:" in said[-1]
+    # Printed while the module waited, not with its result: 6 s of refused SSH lie between.
+    assert lines[done][0] - created_at > 4, progress
 
 
 def _catalogue_machines() -> dict[int, int]:

@@ -38,6 +38,8 @@ description:
     other call destroys its own instance and fails.
   - An instance that disappears while the module waits for it was torn down by someone, so the module fails
     instead of renting a replacement.
+  - B(Progress.) While it rents and waits the module prints a line per event on the controller (see
+    O(progress_file)); a task with C(no_log) prints none.
   - A 429 or 5xx answer while waiting is not counted against the instance; the wait goes on.
   - A stopped instance (an outbid interruptible one included, even when it reports C(exited)) and
     O(state=running) (a preempted run relaunched) is started; if it does not come
@@ -150,6 +152,13 @@ options:
         have been created) before trying another offer.
     type: float
     default: 60
+  progress_file:
+    description:
+      - File to append one line per event to while the module rents and waits (the offer tried, the
+        instance's state as it changes and every 30 s while it does not, SSH ready, each failover's destroy).
+      - The module's action plugin sets it and prints each line on the controller as it is written, because
+        a module's own output only arrives when it ends. Set it only to read the lines yourself.
+    type: path
 extends_documentation_fragment:
   - universal_simulator.vastai.vast
   - universal_simulator.vastai.vast.search
@@ -307,6 +316,7 @@ from ansible_collections.universal_simulator.vastai.plugins.module_utils.vast_pr
     Interrupted,
     Journal,
     Outcome,
+    ProgressFile,
     Provisioner,
     ProvisionError,
     RunBusy,
@@ -324,12 +334,13 @@ MASK = "********"
 class InstanceManager:
     """The module's work for one call: dispatch on `state`, per label."""
 
-    def __init__(self, module, ctx: VastModuleContext, cancel: Cancel):
+    def __init__(self, module, ctx: VastModuleContext, cancel: Cancel, progress=None):
         self.module = module
         self.ctx = ctx
         self.params = module.params
         self.check = module.check_mode
         self.cancel = cancel
+        self.progress = progress  # one line per event, for the controller to print while we wait
         self.outcomes: list[Outcome] = []  # every label's, as they go: a failure still reports them
         self.recovered: list[dict] = []
 
@@ -511,8 +522,11 @@ class InstanceManager:
             return offers
 
         journal = Journal(label, api.settings.url) if label and not self.check else None
+        say = self.progress or (lambda _msg: None)
+        who = label or (f"instance {current.id}" if current is not None else "launch")
         return Provisioner(api, wait, search=search, max_attempts=p["max_attempts"], journal=journal,
-                           cancel=self.cancel, attach_launch_key=p["attach_ssh_key"] and bool(p["ssh_key_file"]))
+                           cancel=self.cancel, attach_launch_key=p["attach_ssh_key"] and bool(p["ssh_key_file"]),
+                           log=lambda msg: say(f"{who}: {msg}"))
 
     def create_spec(self, label: str) -> CreateSpec:
         p = self.params
@@ -623,6 +637,7 @@ def main():
         attach_ssh_key=dict(type="bool", default=False),
         max_attempts=dict(type="int", default=3),
         create_lookup_window=dict(type="float", default=60),
+        progress_file=dict(type="path"),
         **search_argument_spec(),
     )
     module = AnsibleModule(
@@ -649,7 +664,8 @@ def main():
     ctx = VastModuleContext(module)
     # A Ctrl-C, SIGTERM or a dead ansible-playbook while we wait: the provisioner destroys what it created.
     cancel = Cancel(watch_controller=not module.check_mode)
-    manager = InstanceManager(module, ctx, cancel)
+    progress = ProgressFile(p["progress_file"]) if p["progress_file"] else None
+    manager = InstanceManager(module, ctx, cancel, progress)
     try:
         with signals_trip(cancel):
             result = manager.run()
