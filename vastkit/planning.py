@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from run_contract import MAX_RUN_NAME, STAGES, run_name_error
 from vastkit import codetree, gitcheck, sshconfig, sshkey
 from vastkit.client import DEFAULT_RUNTYPE
+from vastkit.query import min_cuda_for_image
 from vastkit.records import Offer
 
 CONFIRM_COUNT_ABOVE = 8  # more runs than this in one launch needs -e confirm_count=true
@@ -95,7 +96,8 @@ LAUNCH_OPTIONS: dict[str, Option] = {
     "confirm_count": Option("bool", False, f"allow more than {CONFIRM_COUNT_ABOVE} runs in one launch"),
     "gpu": Option("str", "RTX_4090", "GPU model in Vast's spelling; any: no filter"),
     "num_gpus": Option("int", 1, "GPUs per instance", low=1, high=16),
-    "offer_id": Option("int", doc="rent this offer (checked against gpu, num_gpus, max_price, bid)", low=1),
+    "offer_id": Option("int", doc="rent this offer (checked against gpu, num_gpus, max_price, bid, the image's CUDA)",
+                       low=1),
     "max_price": Option("float", doc="highest $/h (GPU plus disk)", low=0, high=1000, low_open=True, unit="USD/h"),
     "min_reliability": Option("float", 0.98, "host reliability floor", low=0, high=1),
     "disk": Option("float", 64, "disk in GB", low=MIN_DISK_GB, high=8192, unit="GB"),
@@ -568,6 +570,13 @@ def check_offer(offer: Offer | None, plan: Plan) -> list[str]:
                       f"refuse it (or outbid it at once); bid at least {offer.min_bid:.4f}")
     if offer.disk_space is not None and o["disk"] is not None and offer.disk_space < o["disk"]:
         errors.append(f"offer_id={offer_id} has {offer.disk_space:g} GB free, less than disk={o['disk']:g}")
+    need_cuda = min_cuda_for_image(o["image"])
+    if need_cuda is not None and offer.cuda_max_good is not None and offer.cuda_max_good < need_cuda:
+        # The search leaves such hosts out; a pinned offer must be refused here, before it is paid for.
+        errors.append(f"offer_id={offer_id}'s host driver runs CUDA up to {offer.cuda_max_good:g}, but image "
+                      f"{o['image']} needs CUDA {need_cuda:g}: Vast would leave the instance at created with "
+                      f"\"OCI runtime create failed\" (billing its disk). Pick an offer with "
+                      f"cuda_max_good>={need_cuda:g} (playbooks/search.yml) or an image built for an older CUDA")
     if not errors:
         # The failover searches with these: the same GPU as the offer, not the default RTX_4090.
         if "gpu" not in given:

@@ -69,6 +69,14 @@ def test_an_offer_id_is_checked_against_gpu_and_bid(ansible, emulator):
                 f"bid=0.001 is below offer {rtx.id}'s min_bid of ${rtx.min_bid:.4f}/h")
 
 
+def test_an_offer_id_whose_driver_cannot_start_the_image_is_refused(ansible, emulator):
+    api = VastAPI.from_env(api_key=emulator.api_key, url=emulator.url)
+    old = api.search_offers("cuda_max_good<12.6", limit=1)[0]  # below the automatic tag's oldest build
+    result = run_checked(ansible, emulator, "-e", "config=tiny", "-e", f"offer_id={old.id}", may_call_api=True)
+    assert_says(result, f"offer_id={old.id}'s host driver runs CUDA up to {old.cuda_max_good:g}, but image "
+                        "vastai/pytorch:@vastai-automatic-tag needs CUDA 12.6", "cuda_max_good>=12.6")
+
+
 def test_a_bad_sweep_override_names_the_dotted_key(ansible, emulator, tmp_path):
     sweep = tmp_path / "bad-override.yaml"
     sweep.write_text("config: tiny\nruns:\n  - overrides: {operator.lrr: 0.1}\n  - overrides: {operator.lr: fast}\n")

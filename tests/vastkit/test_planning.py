@@ -263,6 +263,21 @@ def test_an_offer_id_is_checked_against_the_other_options(repo, given, message):
     assert len(problems) == 1 and problems[0].startswith(message), problems
 
 
+@pytest.mark.parametrize("image, cuda, refused", [
+    ("vastai/pytorch:@vastai-automatic-tag", 12.2, True),  # below the automatic tag's oldest build
+    ("vastai/pytorch:@vastai-automatic-tag", 12.6, False),
+    ("vastai/pytorch:cuda-12.8.1-auto", 12.6, True),
+    ("vastai/pytorch:cuda-12.8.1-auto", 12.8, False),
+    ("myorg/trainer:latest", 11.0, False),  # a tag that names no CUDA: nothing to judge
+])
+def test_an_offer_id_whose_driver_cannot_start_the_image_is_refused(repo, image, cuda, refused):
+    problems = planning.check_offer(offer(cuda_max_good=cuda), plan(repo, offer_id="7", image=image))
+    assert bool(problems) == refused, problems
+    if refused:
+        assert f"runs CUDA up to {cuda:g}, but image {image} needs CUDA" in problems[0]
+        assert "OCI runtime create failed" in problems[0] and "cuda_max_good>=" in problems[0]
+
+
 def test_a_gpu_spelled_either_way_matches_the_offer(repo):
     assert planning.check_offer(offer(), plan(repo, offer_id="7", gpu="h100 pcie")) == []
 

@@ -23,7 +23,9 @@ description:
     uncommitted changes unless C(allow_dirty=true). For C(code_source=local), files that look like secrets
     are left out, and the module warns which.
   - With C(offer_id), looks that offer up (a read-only search) and checks it against C(gpu), C(num_gpus),
-    C(max_price), C(min_reliability), C(disk) and C(bid) (the offer's C(min_bid)). C(gpu) and C(num_gpus) not
+    C(max_price), C(min_reliability), C(disk), C(bid) (the offer's C(min_bid)) and C(image) (the host's
+    C(cuda_max_good) must reach the CUDA the image needs, else Vast leaves the instance at C(created) with
+    C(OCI runtime create failed)). C(gpu) and C(num_gpus) not
     given are taken from the offer, so the failover searches for the same GPU. Only then is the API called.
   - The launch options, their defaults and checks are listed in C(docs/control-plane.md).
 version_added: "0.1.0"
