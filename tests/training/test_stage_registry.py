@@ -9,9 +9,9 @@ import sys
 import pytest
 
 import run_contract
-from training.checkpoint import config_differences
 from training.config import Config, TrainLoopConfig
 from training.stages import registry, upstream
+from training.store.checkpoint import config_differences
 
 KINDS = [name for name, stage in registry.REGISTRY.items() if stage.final_checkpoint] + [
     model.name for model in registry.SIDE_MODELS]

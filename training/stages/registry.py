@@ -3,7 +3,7 @@ result, whether it trains weights, the module that runs it and the loader of its
 
 The names and their run order are the instance contract's (`run_contract.STAGES`, also the heartbeat's
 vocabulary): this module takes the order from there and refuses to import if the two disagree.
-Standard library only, so `training.checkpoint` and `training.config` can import it: stage modules and
+Standard library only, so `training.store.checkpoint` and `training.config` can import it: stage modules and
 loaders are named here and imported when used (they pull in torch and the models).
 """
 
@@ -21,7 +21,7 @@ class Stage:
     name: str
     upstream: tuple[str, ...]  # stages whose final checkpoints its result depends on
     sections: tuple[str, ...]  # config sections that decide its result: a checkpoint must match them
-    trains: bool  # trains weights to `<name>.steps` in training.loop (its final checkpoint's step counts)
+    trains: bool  # trains to `<name>.steps` in training.optim.loop (its final checkpoint's step counts)
     module: str  # exposes run(ctx) -> StageResult
     loader: str | None = None  # the function in training.stages.upstream that loads its final result
     final_checkpoint: bool = True  # False: the cache, which checks its own key instead
