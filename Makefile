@@ -44,7 +44,7 @@ bench: venv
 	$(PY) -m tools.bench
 
 bench-train: venv
-	$(PY) -m training.bench
+	$(PY) -m training.bench.run
 
 # The safety scenarios (host restart, preemption, kill -9, disk full, B2 and API outages, Ctrl-C, a vanished
 # controller, budgets) against the local world; writes the table in docs/safety.md. CHAOS_ARGS=--slow for

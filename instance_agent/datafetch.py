@@ -16,7 +16,7 @@ from pathlib import Path
 
 from instance_agent.rclone import Bucket
 from training.config import load_config
-from training.paths import atomic_write_json
+from training.run.paths import atomic_write_json
 
 MANIFEST_NAME = "manifest.json"
 STAMP_NAME = ".verified.json"

@@ -28,7 +28,7 @@ from run_contract import (  # noqa: F401 - the vocabulary, re-exported for the s
     STARTING,
     SUCCEEDED,
 )
-from training.paths import atomic_write_json
+from training.run.paths import atomic_write_json
 
 HEARTBEAT_NAME = contract.HEARTBEAT_FILE
 

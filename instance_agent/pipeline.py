@@ -71,8 +71,9 @@ class PipelineProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # Its own session: a signal meant for the pipeline reaches its workers (DataLoader) too, and a terminal
-        # hang-up in tmux does not reach it at all. torchrun's ranks have sessions of their own: torchrun
-        # forwards a SIGTERM to each, and each dies with torchrun (training.runtime sets its death signal).
+        # hang-up in tmux does not reach it at all. torchrun's ranks have sessions of their own:
+        # torchrun forwards a SIGTERM to each, and each dies with torchrun (training.run.runtime sets its
+        # death signal).
         self._proc = subprocess.Popen(
             self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,

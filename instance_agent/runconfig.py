@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from training.config import ConfigError, apply_overrides, config_from_dict, load_config
-from training.paths import atomic_write_bytes
+from training.run.paths import atomic_write_bytes
 
 RUN_CONFIG = ".vastkit/run-config.yaml"
 

@@ -1,5 +1,5 @@
 """`python -m training run ...` (the pipeline), `python -m training evaluate ...` (a trained run on any dataset
-file: training.evaluate_cli) and `python -m training data ...` (the data tools).
+file: training.evaluation.cli) and `python -m training data ...` (the data tools).
 
 Every `run` flag has an environment fallback, which is how the on-instance supervisor drives it:
 TRAIN_CONFIG, TRAIN_STAGE (default all), TRAIN_RUN_DIR (default: current dir), TRAIN_DATA_DIR (default
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m training {run,evaluate,data} ...", file=sys.stderr)
         return 2
     if argv[0] == "evaluate":
-        from training.evaluate_cli import main as evaluate_main
+        from training.evaluation.cli import main as evaluate_main
 
         return evaluate_main(argv[1:])
     if argv[0] == "data":
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.config:
         print("PIPELINE FAILED stage=setup: no config: pass --config PATH or set TRAIN_CONFIG", flush=True)
         return 2
-    from training.pipeline import PipelineOptions, run_pipeline
+    from training.run.pipeline import PipelineOptions, run_pipeline
 
     run_dir = Path(args.run_dir)
     options = PipelineOptions(

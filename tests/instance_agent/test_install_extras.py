@@ -25,7 +25,7 @@ def test_the_controller_install_has_no_training_stack():
 
 def test_the_instance_gets_the_training_stack_but_not_torch_or_ansible():
     got = names(instance_requirements(PYPROJECT))
-    assert TRAINING_STACK - {"torch"} <= got  # matplotlib too: training/plots.py runs on the instance
+    assert TRAINING_STACK - {"torch"} <= got  # matplotlib too: training/evaluation/plots.py runs there
     assert got.isdisjoint({"torch", "ansible-core", "paramiko"})
 
 

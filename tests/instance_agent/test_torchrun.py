@@ -70,7 +70,7 @@ def test_a_rank_dies_with_its_launcher(tmp_path):
     launcher.write_text(textwrap.dedent("""
         import subprocess, sys, time
         rank = subprocess.Popen([sys.executable, "-c",
-                                 "import time; from training.runtime import _die_with_launcher; "
+                                 "import time; from training.run.runtime import _die_with_launcher; "
                                  "_die_with_launcher(); print('ready', flush=True); time.sleep(600)"],
                                 start_new_session=True, stdout=sys.stdout)
         print(rank.pid, flush=True)

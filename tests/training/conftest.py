@@ -2,7 +2,7 @@
 
 `s3_server` runs `tools.s3server` (the same local bucket the demo and the e2e tests use) once per session;
 `b2_env` gives each test a fresh bucket on it and the B2_* environment that points there, as
-`training.storage.ObjectStore.from_env` expects.
+`training.store.bucket.ObjectStore.from_env` expects.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from training.data.generate import GenerationSpec, generate_dataset
-from training.pipeline import PipelineOptions, run_pipeline
+from training.run.pipeline import PipelineOptions, run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from training.bench import scaled_config
+from training.bench.run import scaled_config
 
 REPO = Path(__file__).resolve().parents[2]
 

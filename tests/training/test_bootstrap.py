@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.bootstrap import (
+from training.evaluation.bootstrap import (
     interval,
     percentile_interval,
     ratio_interval,

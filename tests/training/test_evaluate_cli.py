@@ -21,9 +21,9 @@ from pipeline_support import REPO, clean_env, generate_tiny_data
 from trained_run import small_config, train_run
 
 from training.data.reader import domain_of_grid
-from training.evaluate_cli import DataMismatchError, Physics, check_match
-from training.evaluate_cli import main as evaluate_main
-from training.storage import ObjectStore
+from training.evaluation.cli import DataMismatchError, Physics, check_match
+from training.evaluation.cli import main as evaluate_main
+from training.store.bucket import ObjectStore
 
 RUN = "tiny-evaluate-only"
 METRICS = ("one_step_nrmse", "rollout_nrmse", "last_frame_nrmse")
@@ -143,7 +143,7 @@ def test_evaluate_only_from_the_bucket_reproduces_the_stage(finished, bucket_env
 @pytest.fixture(scope="module")
 def local_run(finished, bucket_env, tmp_path_factory) -> Path:
     """The run's checkpoints back on local disk (the previous test may have removed them)."""
-    from training.inference import fetch_run
+    from training.evaluation.inference import fetch_run
 
     run_dir = tmp_path_factory.mktemp("local-run")
     fetch_run(RUN, run_dir, bucket_env)

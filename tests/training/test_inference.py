@@ -1,4 +1,5 @@
-"""training.inference: a trained run loaded from its checkpoints alone, rolled out from an initial condition.
+"""training.evaluation.inference: a trained run loaded from its checkpoints alone, rolled out from an initial
+condition.
 
 The loaded model must be the trained one: its one-step error on the val split equals what the operator
 stage itself measured (stages.json). Rollouts come back in physical units, numpy in numpy out, and a
@@ -17,8 +18,8 @@ from pipeline_support import generate_tiny_data
 from trained_run import small_config, train_run
 
 from training.data import load_burgers
-from training.inference import TrainedSurrogate
-from training.metrics import nrmse
+from training.evaluation.inference import TrainedSurrogate
+from training.evaluation.metrics import nrmse
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.metrics import (
+from training.evaluation.metrics import (
     correlation_times,
     frmse_bands,
     last_frame_nrmse,

@@ -6,14 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from training.metrics import correlation_frames, correlation_times, pdearena_correlation_steps, persistence
-from training.metrics_ensemble import (
+from training.evaluation.ensemble import (
     crps_per_trajectory,
     ensemble_mean_nrmse_per_trajectory,
     spread_skill_components,
     spread_skill_ratio,
 )
-from training.metrics_pdebench import pdebench_metrics, predicted_frames, with_context
+from training.evaluation.metrics import (
+    correlation_frames,
+    correlation_times,
+    pdearena_correlation_steps,
+    persistence,
+)
+from training.evaluation.pdebench import pdebench_metrics, predicted_frames, with_context
 
 X = np.arange(32) / 32
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.bench_judge import MET, MISSED, UNDECIDED, Aim, SeedRun, default_aims, judge, verdict
-from training.bootstrap import Interval
-from training.metrics_report import comparison_plan, comparisons, method_metrics, write_reports
-from training.metrics_scoring import Scorer, ScoringSpec, score_components, statistics
+from training.bench.judge import MET, MISSED, UNDECIDED, Aim, SeedRun, default_aims, judge, verdict
+from training.evaluation.bootstrap import Interval
+from training.evaluation.report import comparison_plan, comparisons, method_metrics, write_reports
+from training.evaluation.scoring import Scorer, ScoringSpec, score_components, statistics
 
 N, T, X, STEPS, CONTEXT = 24, 12, 32, 10, 4
 NOISE = {"persistence": None, "fno": 0.30, "operator": 0.20, "operator+diffusion": 0.20}

@@ -29,7 +29,7 @@ from pipeline_support import (
     write_config,
 )
 
-from training.storage import ObjectStore
+from training.store.bucket import ObjectStore
 
 STAGE = "autoencoder"
 

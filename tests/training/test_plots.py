@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from training.plots import plot_error_vs_lead, plot_spacetime
+from training.evaluation.plots import plot_error_vs_lead, plot_spacetime
 
 
 def _is_rich_png(path) -> bool:

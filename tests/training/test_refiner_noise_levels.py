@@ -16,7 +16,7 @@ from torch import nn
 
 from training.config import ConfigError, DiffusionConfig, config_from_dict, load_config
 from training.models.diffusion import ResidualDenoiser, refine_evaluations, refine_sample, sampler_levels
-from training.schedule import BatchDraw
+from training.optim.schedule import BatchDraw
 from training.stages.diffusion import noise_levels
 
 WINDOW = 0.1  # |ln sigma - ln level| <= WINDOW counts as "at" a level

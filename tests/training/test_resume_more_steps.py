@@ -16,11 +16,11 @@ import torch
 from pipeline_support import assert_same_weights, final_weights, generate_tiny_data
 from trained_run import small_config, train_run
 
-from training.checkpoint import save_checkpoint
-from training.checkpoint_store import CheckpointStore
 from training.data.manifest import write_manifest
 from training.data.writer import write_burgers_file
-from training.paths import RunPaths
+from training.run.paths import RunPaths
+from training.store.checkpoint import save_checkpoint
+from training.store.checkpoint_store import CheckpointStore
 
 STAGES = ["autoencoder", "cache", "operator"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.storage import ENV_VARS, ObjectStore, StorageConfigError, StorageError, StorageSettings
+from training.store.bucket import ENV_VARS, ObjectStore, StorageConfigError, StorageError, StorageSettings
 
 
 def _write(path: Path, data: bytes) -> Path:

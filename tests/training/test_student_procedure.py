@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from training.config import DiffusionConfig
+from training.evaluation.surrogates import heun_refiner
 from training.models.consistency import ConsistencyStudent, distill_schedule, student_refiner
 from training.models.diffusion import ResidualDenoiser, refine_evaluations
-from training.surrogates import heun_refiner
 
 LATENT = 4
 

@@ -12,8 +12,8 @@ import pytest
 from pipeline_support import REPO, TINY_CONFIG, clean_env, generate_tiny_data, run_cli
 
 from training.config import TrainLoopConfig
-from training.schedule import BatchDraw, lr_factor
-from training.wandb_run import run_id_for, wandb_mode
+from training.optim.schedule import BatchDraw, lr_factor
+from training.run.wandb_run import run_id_for, wandb_mode
 
 
 @pytest.mark.parametrize(("env", "mode"), [

@@ -14,9 +14,9 @@ from trained_run import small_config
 from wandb.proto import wandb_internal_pb2 as pb
 
 from run_contract import LAUNCH_FACTS_ENV, RUN_GROUP_ENV
-from training.pipeline import _alert
-from training.stopping import Terminated
-from training.wandb_run import WandbRun, job_type_for, launch_facts, run_group, tags_for
+from training.run.pipeline import _alert
+from training.run.stopping import Terminated
+from training.run.wandb_run import WandbRun, job_type_for, launch_facts, run_group, tags_for
 
 LAUNCH = {LAUNCH_FACTS_ENV["gpu"]: "RTX 4090", LAUNCH_FACTS_ENV["dph"]: "0.42",
           LAUNCH_FACTS_ENV["interruptible"]: "1", LAUNCH_FACTS_ENV["commit"]: "0123abcd"}

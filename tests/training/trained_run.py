@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pipeline_support import TINY_CONFIG, tiny_config_dict, write_config
 
-from training.pipeline import PipelineOptions, run_pipeline
+from training.run.pipeline import PipelineOptions, run_pipeline
 
 STEPS = {"autoencoder": 30, "operator": 20, "diffusion": 20, "distill": 10, "fno": 10}
 

@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     store = None
     if args.upload:
         # Check credentials before spending time on generation.
-        from training.storage import ObjectStore, StorageConfigError
+        from training.store.bucket import ObjectStore, StorageConfigError
 
         try:
             store = ObjectStore.from_env()
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
     total = sum(r.samples for r in results)
     print(f"wrote {len(results)} shard(s), {total} trajectories, manifest {Path(args.out) / MANIFEST_NAME}")
     if store is not None:
-        from training.storage import StorageError
+        from training.store.bucket import StorageError
 
         prefix = args.prefix or default_prefix(spec)
         try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from training.context import StageContext, StageResult
-from training.datafiles import load_split
-from training.loop import TrainSpec, train
-from training.metrics import nrmse
+from training.evaluation.metrics import nrmse
 from training.models.autoencoder import Autoencoder
-from training.schedule import BatchDraw
+from training.optim.loop import TrainSpec, train
+from training.optim.schedule import BatchDraw
+from training.run.context import StageContext, StageResult
+from training.store.datafiles import load_split
 
 STAGE = "autoencoder"
 

@@ -10,10 +10,10 @@ import time
 
 import torch
 
-from training.context import StageContext, StageResult
-from training.datafiles import SPLITS, load_split
-from training.latent_cache import LatentCache, cache_key, key_differences, read_key, write_cache
+from training.run.context import StageContext, StageResult
 from training.stages.upstream import load_autoencoder
+from training.store.datafiles import SPLITS, load_split
+from training.store.latent_cache import LatentCache, cache_key, key_differences, read_key, write_cache
 
 STAGE = "cache"
 

@@ -11,14 +11,14 @@ import copy
 import torch
 
 from training.config import DiffusionConfig
-from training.context import StageContext, StageResult
-from training.loop import TrainSpec, train
+from training.evaluation.surrogates import heun_refiner
 from training.models.consistency import ema_update
 from training.models.diffusion import ResidualDenoiser, edm_training_loss, training_sigma
-from training.schedule import BatchDraw
+from training.optim.loop import TrainSpec, train
+from training.optim.schedule import BatchDraw
+from training.run.context import StageContext, StageResult
 from training.stages import pderefiner
 from training.stages.upstream import load_autoencoder, load_latents, load_operator
-from training.surrogates import heun_refiner
 
 STAGE = "diffusion"
 

@@ -10,8 +10,6 @@ import copy
 
 import torch
 
-from training.context import StageContext, StageResult
-from training.loop import TrainSpec, train
 from training.models.consistency import (
     ConsistencyStudent,
     consistency_distillation_loss,
@@ -20,7 +18,9 @@ from training.models.consistency import (
     refines,
     student_refiner,
 )
-from training.schedule import BatchDraw
+from training.optim.loop import TrainSpec, train
+from training.optim.schedule import BatchDraw
+from training.run.context import StageContext, StageResult
 from training.stages.diffusion import residual_pairs
 from training.stages.upstream import load_autoencoder, load_diffusion, load_latents, load_operator
 

@@ -18,11 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from training.config import EvaluateConfig
-from training.context import StageContext, StageResult
-from training.datafiles import load_split
-from training.loop import TrainSpec, train
-from training.metrics_pdebench import pdebench_metrics, predicted_frames, with_context
-from training.metrics_report import (
+from training.evaluation.pdebench import pdebench_metrics, predicted_frames, with_context
+from training.evaluation.report import (
     Comparison,
     MethodMetrics,
     comparison_plan,
@@ -30,23 +27,26 @@ from training.metrics_report import (
     method_metrics,
     write_reports,
 )
-from training.metrics_scoring import Scored, Scorer, ScoringSpec, score_components, statistics
-from training.models.consistency import student_refiner
-from training.models.diffusion import refine_evaluations
-from training.models.fno import FNOStepper
-from training.pushforward import pushforward_loss
-from training.schedule import BatchDraw
-from training.stages import pderefiner
-from training.stages.autoencoder import reconstruction_nrmse
-from training.stages.registry import FNO
-from training.stages.upstream import load_autoencoder, load_diffusion, load_operator, load_student
-from training.surrogates import (
+from training.evaluation.scoring import Scored, Scorer, ScoringSpec, score_components, statistics
+from training.evaluation.surrogates import (
     LatentSurrogate,
     Persistence,
     PhysicalStepper,
     Surrogate,
     heun_refiner,
 )
+from training.models.consistency import student_refiner
+from training.models.diffusion import refine_evaluations
+from training.models.fno import FNOStepper
+from training.optim.loop import TrainSpec, train
+from training.optim.pushforward import pushforward_loss
+from training.optim.schedule import BatchDraw
+from training.run.context import StageContext, StageResult
+from training.stages import pderefiner
+from training.stages.autoencoder import reconstruction_nrmse
+from training.stages.registry import FNO
+from training.stages.upstream import load_autoencoder, load_diffusion, load_operator, load_student
+from training.store.datafiles import load_split
 
 STAGE = "evaluate"
 DECLARED_BASELINES = {"pderefiner": "pderefiner-mse"}  # PDE-Refiner against its same-backbone MSE network

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import torch
 
-from training.context import StageContext, StageResult
-from training.datafiles import load_split
-from training.loop import TrainSpec, train
-from training.metrics import nrmse
+from training.evaluation.metrics import nrmse
+from training.evaluation.surrogates import LatentSurrogate
 from training.models.operator import LatentStepper
-from training.pushforward import pushforward_loss
-from training.schedule import BatchDraw
+from training.optim.loop import TrainSpec, train
+from training.optim.pushforward import pushforward_loss
+from training.optim.schedule import BatchDraw
+from training.run.context import StageContext, StageResult
 from training.stages.upstream import load_autoencoder, load_latents
-from training.surrogates import LatentSurrogate
+from training.store.datafiles import load_split
 
 STAGE = "operator"
 

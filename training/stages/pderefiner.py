@@ -13,14 +13,14 @@ import copy
 import torch
 from torch import nn
 
-from training.context import StageContext
-from training.loop import LoopOutcome, TrainSpec, train
+from training.evaluation.surrogates import LatentSurrogate, Surrogate
 from training.models.autoencoder import Autoencoder
 from training.models.consistency import ema_update
 from training.models.pderefiner import PDERefiner, pderefiner_loss
-from training.schedule import BatchDraw
+from training.optim.loop import LoopOutcome, TrainSpec, train
+from training.optim.schedule import BatchDraw
+from training.run.context import StageContext
 from training.stages.upstream import MissingUpstreamError
-from training.surrogates import LatentSurrogate, Surrogate
 
 FOLDER = "diffusion"  # the stage that trains them: its config section holds theirs
 KIND = "diffusion"

@@ -1,10 +1,10 @@
 """What the pipeline knows of each stage, stated once: its upstream, the config sections that decide its
-result, whether it trains weights, the module that runs it and the loader of its final result.
+result, whether it trains weights and the module that runs it.
 
 The names and their run order are the instance contract's (`run_contract.STAGES`, also the heartbeat's
 vocabulary): this module takes the order from there and refuses to import if the two disagree.
-Standard library only, so `training.checkpoint` and `training.config` can import it: stage modules and
-loaders are named here and imported when used (they pull in torch and the models).
+Standard library only, so `training.store.checkpoint` and `training.config` can import it: stage modules
+are named here and imported when used (they pull in torch and the models).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ class Stage:
     name: str
     upstream: tuple[str, ...]  # stages whose final checkpoints its result depends on
     sections: tuple[str, ...]  # config sections that decide its result: a checkpoint must match them
-    trains: bool  # trains weights to `<name>.steps` in training.loop (its final checkpoint's step counts)
+    trains: bool  # trains to `<name>.steps` in training.optim.loop (its final checkpoint's step counts)
     module: str  # exposes run(ctx) -> StageResult
-    loader: str | None = None  # the function in training.stages.upstream that loads its final result
     final_checkpoint: bool = True  # False: the cache, which checks its own key instead
 
 
@@ -38,16 +37,15 @@ class SideModel:
 
 _DECIDE_AUTOENCODER = ("data", "autoencoder")
 _STAGES = (
-    Stage("autoencoder", (), _DECIDE_AUTOENCODER, trains=True, module="training.stages.autoencoder",
-          loader="load_autoencoder"),
+    Stage("autoencoder", (), _DECIDE_AUTOENCODER, trains=True, module="training.stages.autoencoder"),
     Stage("cache", ("autoencoder",), (), trains=False, module="training.stages.cache", final_checkpoint=False),
     Stage("operator", ("autoencoder",), (*_DECIDE_AUTOENCODER, "operator"), trains=True,
-          module="training.stages.operator", loader="load_operator"),
+          module="training.stages.operator"),
     Stage("diffusion", ("autoencoder", "operator"), (*_DECIDE_AUTOENCODER, "operator", "diffusion"), trains=True,
-          module="training.stages.diffusion", loader="load_diffusion"),  # the EMA denoiser
+          module="training.stages.diffusion"),
     Stage("distill", ("autoencoder", "operator", "diffusion"),
           (*_DECIDE_AUTOENCODER, "operator", "diffusion", "distill"), trains=True,
-          module="training.stages.distill", loader="load_student"),
+          module="training.stages.distill"),
     # Cheap to redo, so its seed and sampler settings count too.
     Stage("evaluate", ("autoencoder", "operator", "diffusion", "distill"),
           ("seed", *_DECIDE_AUTOENCODER, "operator", "diffusion", "distill", "fno", "evaluate"), trains=False,

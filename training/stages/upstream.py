@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-from training.context import StageContext
-from training.latent_cache import cache_key, load_cache
 from training.models.autoencoder import Autoencoder
 from training.models.consistency import ConsistencyStudent
 from training.models.diffusion import ResidualDenoiser
 from training.models.operator import LatentStepper
+from training.run.context import StageContext
+from training.store.latent_cache import cache_key, load_cache
 
 
 class MissingUpstreamError(RuntimeError):

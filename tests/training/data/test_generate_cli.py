@@ -8,7 +8,7 @@ import pytest
 from training.data import load_burgers, load_split, read_manifest, verify_manifest
 from training.data.cli import main
 from training.data.generate import GenerationSpec, default_solver_resolution, split_sizes
-from training.storage import ObjectStore
+from training.store.bucket import ObjectStore
 
 TINY = ["--resolution", "16", "--solver-resolution", "64", "--frames", "6", "--frame-dt", "0.05",
         "--max-displacement", "1e-3"]

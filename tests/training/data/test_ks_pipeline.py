@@ -12,8 +12,8 @@ from training.config import load_config
 from training.data import DataFileError
 from training.data.generate import generate_dataset
 from training.data.ks_dataset import KsSpec
-from training.datafiles import plan_data
-from training.pipeline import PipelineOptions, run_pipeline
+from training.run.pipeline import PipelineOptions, run_pipeline
+from training.store.datafiles import plan_data
 
 REPO = Path(__file__).resolve().parents[3]
 KS_TINY = REPO / "configs" / "ks_tiny.yaml"

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.metrics import FREQUENCY_BANDS, as_numpy
+from training.evaluation.metrics import FREQUENCY_BANDS, as_numpy
 
 DEFAULT_INITIAL_STEP = 10  # PDEBench's 1D configs (config_Bgs.yaml, config_Adv.yaml, ...)
 _TINY = 1e-30

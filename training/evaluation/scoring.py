@@ -14,9 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training import metrics_ensemble as ensemble
-from training.bootstrap import Components, Interval, percentile_interval, resample_weights, weighted_means
-from training.metrics import (
+from training.evaluation import ensemble
+from training.evaluation.bootstrap import (
+    Components,
+    Interval,
+    percentile_interval,
+    resample_weights,
+    weighted_means,
+)
+from training.evaluation.metrics import (
     FREQUENCY_BANDS,
     as_numpy,
     correlation_frames,
@@ -24,7 +30,7 @@ from training.metrics import (
     pdearena_correlation_steps,
     pearson_per_sample,
 )
-from training.metrics_pdebench import PDEBENCH_INPUTS, pdebench_components, pdebench_from_means
+from training.evaluation.pdebench import PDEBENCH_INPUTS, pdebench_components, pdebench_from_means
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import threading
 import time
 from typing import Any, TextIO
 
-from training.paths import RunPaths, atomic_write_json
-from training.wandb_run import WandbRun
+from training.run.paths import RunPaths, atomic_write_json
+from training.run.wandb_run import WandbRun
 
 
 def _utc_now() -> str:

@@ -18,18 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from run_contract import failed_line, finished_line, started_line
-from training.checkpoint import CheckpointError, config_differences, same_training_data
-from training.checkpoint_store import CheckpointStore, remote_from_env
 from training.config import STAGES, Config, ConfigError, load_config
-from training.context import StageContext, StageResult
-from training.datafiles import DataPlan, plan_data
-from training.paths import RunPaths, atomic_write_json
-from training.runlock import RunDirLock
-from training.runtime import Runtime, seed_everything, setup_runtime, teardown_runtime
+from training.run.context import StageContext, StageResult
+from training.run.paths import RunPaths, atomic_write_json
+from training.run.runlock import RunDirLock
+from training.run.runtime import Runtime, seed_everything, setup_runtime, teardown_runtime
+from training.run.stopping import StopRequest, Terminated
+from training.run.tracking import Tracker
+from training.run.wandb_run import WandbRun, job_type_for, launch_facts, run_group, tags_for
 from training.stages import registry
-from training.stopping import StopRequest, Terminated
-from training.tracking import Tracker
-from training.wandb_run import WandbRun, job_type_for, launch_facts, run_group, tags_for
+from training.store.checkpoint import CheckpointError, config_differences, same_training_data
+from training.store.checkpoint_store import CheckpointStore, remote_from_env
+from training.store.datafiles import DataPlan, plan_data
 
 SETUP = "setup"
 MORE_STEPS = "steps raised"  # is_finished's reason when a final checkpoint is to be trained longer

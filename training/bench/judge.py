@@ -2,8 +2,8 @@
 
 Every seed's evaluate stage leaves `metrics/per_trajectory.npz` (the per-trajectory components of every
 number) and `metrics.json` (its scoring spec). A ratio's interval resamples both the seeds and the test
-trajectories (`training.bootstrap.seed_pooled_interval`; trajectories paired across methods and seeds,
-since every seed is scored on the same test split). An aim is met only when its whole interval is on
+trajectories (`training.evaluation.bootstrap.seed_pooled_interval`; trajectories paired across methods and
+seeds, since every seed is scored on the same test split). An aim is met only when its whole interval is on
 the right side of the target, missed when the whole interval is on the wrong side, and otherwise
 undecided: more seeds or test trajectories are needed to tell.
 """
@@ -15,9 +15,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.bootstrap import Components, Interval, seed_pooled_interval
-from training.metrics_report import load_components
-from training.metrics_scoring import ScoringSpec, Statistic, statistics
+from training.evaluation.bootstrap import Components, Interval, seed_pooled_interval
+from training.evaluation.report import load_components
+from training.evaluation.scoring import ScoringSpec, Statistic, statistics
 
 MET, MISSED, UNDECIDED = "met", "missed", "undecided"
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.checkpoint_store import CheckpointStore
 from training.config import Config
-from training.datafiles import DataPlan
-from training.paths import RunPaths
-from training.runtime import Runtime
-from training.stopping import StopRequest
-from training.tracking import Tracker
+from training.run.paths import RunPaths
+from training.run.runtime import Runtime
+from training.run.stopping import StopRequest
+from training.run.tracking import Tracker
+from training.store.checkpoint_store import CheckpointStore
+from training.store.datafiles import DataPlan
 
 
 class InjectedFailure(RuntimeError):

@@ -1,8 +1,8 @@
 """Per-method metric records, paired ratios, and the evaluation report files.
 
-The numbers come from `training.metrics_scoring` (per-trajectory components, one bootstrap for all
-methods); the pictures from `training.plots`. This module gathers them per method, chooses which ratios
-to report, and writes metrics.json, metrics.md, per_trajectory.npz and the PNGs.
+The numbers come from `training.evaluation.scoring` (per-trajectory components, one bootstrap for all
+methods); the pictures from `training.evaluation.plots`. This module gathers them per method, chooses which
+ratios to report, and writes metrics.json, metrics.md, per_trajectory.npz and the PNGs.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from training import plots
-from training.bootstrap import Components
-from training.metrics import FREQUENCY_BANDS
-from training.metrics_scoring import Scored, Scorer, ScoringSpec
-from training.paths import atomic_write_bytes, atomic_write_json
+from training.evaluation import plots
+from training.evaluation.bootstrap import Components
+from training.evaluation.metrics import FREQUENCY_BANDS
+from training.evaluation.scoring import Scored, Scorer, ScoringSpec
+from training.run.paths import atomic_write_bytes, atomic_write_json
 
 PDEBENCH_NAMES = ("pdebench_nRMSE", "pdebench_RMSE", "pdebench_cRMSE", "pdebench_bRMSE",
                   *(f"pdebench_fRMSE_{band}" for band in FREQUENCY_BANDS), "pdebench_nRMSE_with_context")

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from training.config import Config
-from training.datafiles import DataPlan
-from training.paths import atomic_write_bytes, atomic_write_json
+from training.run.paths import atomic_write_bytes, atomic_write_json
+from training.store.datafiles import DataPlan
 
 CACHE_FILE = "latents.pt"
 KEY_FILE = "key.json"

@@ -24,12 +24,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from training.checkpoint import CheckpointError, data_facts, same_training_data
 from training.config import TrainLoopConfig
-from training.context import StageContext
-from training.runtime import Runtime, rng_state, set_rng_state
-from training.schedule import BatchDraw, lr_factor
-from training.stopping import Terminated
+from training.optim.schedule import BatchDraw, lr_factor
+from training.run.context import StageContext
+from training.run.runtime import Runtime, rng_state, set_rng_state
+from training.run.stopping import Terminated
+from training.store.checkpoint import CheckpointError, data_facts, same_training_data
 
 LossFn = Callable[[nn.Module, BatchDraw], torch.Tensor]
 
@@ -175,7 +175,7 @@ def _run_steps(session: _Session) -> tuple[float, float | None]:
     loop_start = time.perf_counter()
     last_loss: float | None = None
     spec.model.train()
-    ctx.stop.in_loop = True  # SIGTERM now waits for the end of the step (see training.stopping)
+    ctx.stop.in_loop = True  # SIGTERM now waits for the end of the step (see training.run.stopping)
     try:
         for step in range(session.start, loop.steps):
             loss = _step(session, wrapped, step)

@@ -24,9 +24,9 @@ import torch
 
 from training.config import Config, flatten
 from training.data.reader import equation_of, periodic_domain
-from training.datafiles import DataPlan
-from training.paths import atomic_write_bytes
+from training.run.paths import atomic_write_bytes
 from training.stages.registry import sections_of
+from training.store.datafiles import DataPlan
 
 # A checkpoint is checked over the config sections that decide what its weights mean (registry.sections_of).
 # Other keys (evaluation settings, W&B, runtime flags, how often to log or checkpoint) may change between a
@@ -111,7 +111,7 @@ def same_training_data(stored: str | None, plan: DataPlan) -> bool:
 
 def data_facts(plan: DataPlan) -> dict[str, Any]:
     """What a trained model assumes of its data: an evaluation on another file is refused unless these agree
-    (after the domain rescaling documented in training.evaluate_cli)."""
+    (after the domain rescaling documented in training.evaluation.cli)."""
     first = plan.files["train"][0]
     return {"fingerprint": training_fingerprint(plan), "equation": equation_of(first), "nu": plan.nu, "dt": plan.dt, "resolution": plan.resolution,
             "frames": plan.frames, "domain": list(periodic_domain(first)), "train_files": [p.name for p in

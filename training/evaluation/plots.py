@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from training.metrics import as_numpy
+from training.evaluation.metrics import as_numpy
 
 
 def plot_spacetime(

@@ -11,14 +11,14 @@ distribution it is:
   ensemble of any size: < 1 over-confident, > 1 under-confident.
 
 Every function returns per-trajectory values (first axis N) that are means over the remaining axes,
-so the ratios above are functions of trajectory means (bootstrappable in `training.bootstrap`).
+so the ratios above are functions of trajectory means (bootstrappable in `training.evaluation.bootstrap`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from training.metrics import as_numpy, nrmse_per_sample
+from training.evaluation.metrics import as_numpy, nrmse_per_sample
 
 
 def _members(ensemble, true) -> tuple[np.ndarray, np.ndarray]:

@@ -1,12 +1,12 @@
 """`make bench-train`: generate a dataset, run the whole pipeline once per seed, and judge the aims.
 
-    python -m training.bench                       # CPU preset (configs/bench_cpu.yaml, 3 seeds, ~30 min each on 2 busy cores)
-    python -m training.bench --preset gpu          # configs/bench_gpu.yaml, 3 seeds, ≈ 10 min each on an H200 (estimated)
-    python -m training.bench --steps-scale 0.25    # a shortened run (every stage's steps x 0.25)
-    python -m training.bench --preset gpu --steps-scale 0.1 --samples 800 --seeds 1   # a ~2-3 min GPU smoke run
+    python -m training.bench.run                    # CPU preset (configs/bench_cpu.yaml, 3 seeds, ~30 min each on 2 busy cores)
+    python -m training.bench.run --preset gpu       # configs/bench_gpu.yaml, 3 seeds, ≈ 10 min each on an H200 (estimated)
+    python -m training.bench.run --steps-scale 0.25 # a shortened run (every stage's steps x 0.25)
+    python -m training.bench.run --preset gpu --steps-scale 0.1 --samples 800 --seeds 1   # a ~2-3 min GPU smoke run
 
 Every seed trains on the same data and is scored on the same test split; each aim's ratio is pooled
-over the seeds with a bootstrap interval over seeds and test trajectories (`training.bench_judge`), and
+over the seeds with a bootstrap interval over seeds and test trajectories (`training.bench.judge`), and
 it is met only when the interval is. Writes <out>/bench.json and <out>/bench.md (the table for
 docs/benchmarks.md) next to the run dirs (<out>/run_.../seed<k>). Nothing here is a test.
 """
@@ -27,17 +27,17 @@ from pathlib import Path
 import torch
 import yaml
 
-from training.bench_judge import MET, MISSED, SeedRun, default_aims, judge, pooled
+from training.bench.judge import MET, MISSED, SeedRun, default_aims, judge, pooled
 from training.config import load_config
 from training.data.generate import GenerationSpec, generate_dataset
 from training.data.ks_dataset import KsSpec
 from training.data.spectral_solver import StepControl
-from training.metrics_scoring import ScoringSpec, statistics
-from training.paths import atomic_write_bytes, atomic_write_json
-from training.pipeline import PipelineOptions, run_pipeline
+from training.evaluation.scoring import ScoringSpec, statistics
+from training.run.paths import atomic_write_bytes, atomic_write_json
+from training.run.pipeline import PipelineOptions, run_pipeline
 from training.stages.registry import LOOP_SECTIONS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def mean_stages(per_seed: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="bench folder (default /tmp/us_bench_<preset>)")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps")

@@ -31,12 +31,11 @@ from typing import Any
 
 import torch
 
-from training.checkpoint import CheckpointError
 from training.config import EQUATION_BURGERS, Config
 from training.data import DataFileError, load_burgers
 from training.data.manifest import sha256_of
 from training.data.reader import equation_of, periodic_domain
-from training.inference import (
+from training.evaluation.inference import (
     RunNotFoundError,
     fetch_run,
     load_context,
@@ -44,13 +43,14 @@ from training.inference import (
     trained_data_facts,
     trained_methods,
 )
-from training.metrics_pdebench import predicted_frames
-from training.metrics_report import MethodMetrics, comparison_plan, comparisons, write_reports
-from training.metrics_scoring import Scored, Scorer
+from training.evaluation.pdebench import predicted_frames
+from training.evaluation.report import MethodMetrics, comparison_plan, comparisons, write_reports
+from training.evaluation.scoring import Scored, Scorer
+from training.run.wandb_run import WandbRun, run_group, tags_for
 from training.stages.autoencoder import reconstruction_nrmse
 from training.stages.evaluate import DECLARED_BASELINES, predict, score, scoring_spec
 from training.stages.upstream import MissingUpstreamError, load_autoencoder
-from training.wandb_run import WandbRun, run_group, tags_for
+from training.store.checkpoint import CheckpointError
 
 OUR_DOMAIN = (0.0, 1.0)  # training.data.generate's grid: assumed for runs that predate recorded data facts
 _RTOL = 1e-3

@@ -17,12 +17,12 @@ from typing import Any, Protocol
 
 import torch
 
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.paths import RunPaths, atomic_write_json
+from training.run.paths import RunPaths, atomic_write_json
+from training.store.checkpoint import load_checkpoint, save_checkpoint
 
 
 class RemoteStore(Protocol):
-    """The part of training.storage's object store that checkpoints need."""
+    """The part of training.store.bucket's object store that checkpoints need."""
 
     def upload_file(self, path: Path, key: str) -> None: ...
     def download_file(self, key: str, path: Path) -> Path: ...
@@ -41,7 +41,7 @@ def remote_from_env(environ: dict[str, str] | None = None) -> RemoteStore | None
     environ = os.environ if environ is None else environ
     if not any(name.startswith("B2_") and value.strip() for name, value in environ.items()):
         return None
-    from training.storage import ObjectStore
+    from training.store.bucket import ObjectStore
 
     return ObjectStore.from_env(environ)
 

@@ -1,6 +1,6 @@
 """Use a trained run: load its checkpoints and roll the surrogate out from an initial condition.
 
-    from training.inference import TrainedSurrogate
+    from training.evaluation.inference import TrainedSurrogate
     model = TrainedSurrogate.load("runs/burgers32", method="operator+diffusion", device="cuda")
     frames = model.rollout(u0, steps=40)  # u0 [X] or [B, X] -> [B, 41, X], physical units, frame 0 = u0
 
@@ -22,19 +22,19 @@ import numpy as np
 import torch
 
 from run_contract import STAGES
-from training.checkpoint import CheckpointError
-from training.checkpoint_store import CheckpointStore
 from training.config import Config, ConfigError, config_from_dict
-from training.context import StageContext
-from training.datafiles import DataPlan
+from training.evaluation.surrogates import LatentSurrogate, PhysicalStepper, Surrogate
 from training.models.fno import FNOStepper
-from training.paths import RunPaths
-from training.runtime import Runtime
+from training.run.context import StageContext
+from training.run.paths import RunPaths
+from training.run.runtime import Runtime
+from training.run.tracking import Tracker
+from training.run.wandb_run import WandbRun
 from training.stages.registry import FNO
 from training.stages.upstream import load_autoencoder, load_operator
-from training.surrogates import LatentSurrogate, PhysicalStepper, Surrogate
-from training.tracking import Tracker
-from training.wandb_run import WandbRun
+from training.store.checkpoint import CheckpointError
+from training.store.checkpoint_store import CheckpointStore
+from training.store.datafiles import DataPlan
 
 _NO_DATA = DataPlan(files={}, sha256={}, frames=0, resolution=0, dt=0.0, nu=None)  # loaders need no data
 
@@ -70,8 +70,8 @@ def run_config(run_dir: Path) -> Config:
 
 
 def trained_data_facts(run_dir: Path) -> dict[str, Any]:
-    """What the run's models were trained on (nu, dt, domain, resolution): training.checkpoint.data_facts,
-    recorded in the autoencoder's final marker; {} for runs made before it was recorded."""
+    """What the run's models were trained on (nu, dt, domain, resolution):
+    training.store.checkpoint.data_facts, recorded in the autoencoder's final marker; {} for runs made before it was recorded."""
     marker = Path(run_dir) / "checkpoints" / "autoencoder" / "final.json"
     return dict(json.loads(marker.read_text()).get("data") or {}) if marker.is_file() else {}
 
@@ -92,7 +92,7 @@ def load_context(run_dir: str | Path, *, device: str | torch.device = "cpu", run
 
 def fetch_run(run_name: str, run_dir: str | Path, environ: Mapping[str, str] | None = None) -> list[str]:
     """Download runs/<run_name>/checkpoints/ from the bucket (B2_* in `environ`) into `run_dir`."""
-    from training.storage import ObjectStore
+    from training.store.bucket import ObjectStore
 
     run_dir = Path(run_dir)
     store = CheckpointStore(RunPaths(run_dir=run_dir, data_dir=run_dir / "data"), run_name, is_main=True,
