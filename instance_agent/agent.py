@@ -44,6 +44,9 @@ STARTS_ENV = "INSTANCE_AGENT_STARTS"
 VIEWER_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM")
 # Below this much free space a failed write is put down to a full disk (a checkpoint is larger).
 LOW_DISK_BYTES = 64 * 2**20
+# How long the end of the billing waits for the W&B alert that announces it (the destroy ends the container,
+# and the alert with it); a bounded delay, never a reason to keep billing.
+ALERT_WAIT_S = 30.0
 
 
 class Agent:
@@ -51,7 +54,7 @@ class Agent:
         self, *, agent_dir: Path, code_dir: Path, environ: Mapping[str, str],
         api_factory: Callable[[], Any] | None = None, clock: Callable[[], float] = time.time,
         python: str = contract.PYTHON, tick_s: float = 1.0, sync: Callable[[SupervisorPolicy], None] | None = None,
-        viewer: bool = True,
+        viewer: bool = True, alert_wait_s: float = ALERT_WAIT_S,
     ):
         self.agent_dir = agent_dir
         self.code_dir = code_dir
@@ -63,6 +66,8 @@ class Agent:
         self._sync = sync or self._sync_artifacts
         self.viewer = viewer  # tmux session `training` (off in unit tests, which run on the host's tmux)
         self.supervisor: subprocess.Popen | None = None
+        self.alert_wait_s = alert_wait_s
+        self._alert: subprocess.Popen | None = None
         self._next_attempt = 0.0
         self._stopping = False
         self.state = self._load_or_init()
@@ -325,6 +330,7 @@ class Agent:
         self._next_attempt = 0.0
         self._save()
         self._report()
+        self._send_alert(decision)
         if decision.action == contract.KEPT:
             self.state.ending.done = True
             self._save()
@@ -334,6 +340,8 @@ class Agent:
         ending = self.state.ending
         if now < self._next_attempt:
             return
+        if self._alert is not None and self._alert.poll() is None and now - ending.started_at < self.alert_wait_s:
+            return  # the alert is on its way: the destroy would end it
         if self.state.instance_id is None:
             ending.last_error = "no CONTAINER_ID in the environment: cannot end this instance's billing"
             log.error("%s", ending.last_error)
@@ -365,6 +373,35 @@ class Agent:
                       ending.last_error, self._next_attempt - now)
         self._save()
         self._report(upload=not done)
+
+    def _send_alert(self, decision: Decision) -> None:
+        """A W&B alert saying how the billing ends (`python -m training alert`, which sends only to an online
+        run). A child process, so that W&B's import and network never hold up or break the agent."""
+        run = self.state.run
+        if run is None or self.alert_wait_s <= 0:
+            return
+        try:
+            policy = load_policy(run.policy_path)
+            from instance_agent.supervisor import pipeline_env
+
+            level = "INFO" if run.outcome == contract.SUCCEEDED and decision.action != contract.STOPPED else "WARN"
+            title = f"{run.name}: instance {decision.action}"
+            text = f"{decision.reason}. Run state: {run.outcome or 'not started'}" + (
+                f" ({run.error})" if run.error else "") + self._cost_words(run)
+            self._alert = subprocess.Popen(
+                [policy.python, "-m", "training", "alert", "--config", policy.train_config, "--run-name", run.name,
+                 "--title", title, "--text", text, "--level", level]
+                + ([] if run.outcome == contract.SUCCEEDED else ["--failed"]),
+                cwd=self.code_dir, env=pipeline_env(policy, self.environ), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        except Exception as exc:  # an alert that cannot be sent must not touch the ending
+            log.warning("no W&B alert for the ending: %s", exc)
+
+    def _cost_words(self, run: RunRecord) -> str:
+        dph = run.dph or self.state.dph
+        if not dph:
+            return ""
+        return f". Cost so far ${dph * (self.clock() - self.state.created_at) / 3600.0:.2f} at ${dph:g}/h"
 
     def _fallback_s(self) -> float:
         return self.state.run.destroy_fallback_s if self.state.run else 600.0

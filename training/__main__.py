@@ -1,5 +1,6 @@
 """`python -m training run ...` (the pipeline), `python -m training evaluate ...` (a trained run on any dataset
-file: training.evaluation.cli) and `python -m training data ...` (the data tools).
+file: training.evaluation.cli), `python -m training data ...` (the data tools) and `python -m training alert ...`
+(a W&B alert on a run from outside it: training.run.alert; the instance agent's, when it ends the billing).
 
 Every `run` flag has an environment fallback, which is how the on-instance supervisor drives it:
 TRAIN_CONFIG, TRAIN_STAGE (default all), TRAIN_RUN_DIR (default: current dir), TRAIN_DATA_DIR (default
@@ -41,9 +42,13 @@ def build_run_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "evaluate", "data"):
-        print("usage: python -m training {run,evaluate,data} ...", file=sys.stderr)
+    if not argv or argv[0] not in ("run", "evaluate", "data", "alert"):
+        print("usage: python -m training {run,evaluate,data,alert} ...", file=sys.stderr)
         return 2
+    if argv[0] == "alert":
+        from training.run.alert import main as alert_main
+
+        return alert_main(argv[1:])
     if argv[0] == "evaluate":
         from training.evaluation.cli import main as evaluate_main
 

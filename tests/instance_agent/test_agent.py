@@ -31,6 +31,12 @@ FAKE_PYTHON = textwrap.dedent("""\
     import json, os, signal, sys, time
     from pathlib import Path
     run = Path(os.environ["TRAIN_RUN_DIR"])
+    if sys.argv[1:4] == ["-m", "training", "alert"]:  # the agent's W&B alert: record it, take a while
+        started = time.time()
+        time.sleep(float(os.environ.get("FAKE_ALERT_S", "0")))
+        (run / "alert.json").write_text(json.dumps({{"argv": sys.argv[4:], "env": sorted(os.environ),
+                                                     "started": started, "finished": time.time()}}))
+        sys.exit(0)
     (run / "logs").mkdir(parents=True, exist_ok=True)
     print("PIPELINE STARTED run=%s stages=operator wandb=disabled" % os.environ["TRAIN_RUN_NAME"], flush=True)
     (run / "logs" / "operator.log").write_text("step 1\\n")
@@ -69,6 +75,7 @@ class FakeApi:
     def destroy_instance(self, _id):
         self._maybe_fail("destroy")
         self.gone = True
+        self.destroyed_at = time.time()
         return True
 
     def stop_instance(self, _id):
@@ -90,13 +97,14 @@ def s3():
         yield server
 
 
-def make_agent(tmp_path: Path, s3, *, api: FakeApi, clock=time.time, lease_s: float = 60, **env) -> Agent:
+def make_agent(tmp_path: Path, s3, *, api: FakeApi, clock=time.time, lease_s: float = 60, alert_wait_s: float = 0,
+               **env) -> Agent:
     agent_dir, code_dir = tmp_path / "agent", tmp_path / "code"
     code_dir.mkdir(exist_ok=True)
     environ = {**os.environ, **s3.b2_env(), "CONTAINER_ID": "7", "CONTAINER_API_KEY": "k",
                contract.LEASE_ENV: str(lease_s), **env}
     return Agent(agent_dir=agent_dir, code_dir=code_dir, environ=environ, api_factory=lambda: api, clock=clock,
-                 python=sys.executable, tick_s=0.05, viewer=False)
+                 python=sys.executable, tick_s=0.05, viewer=False, alert_wait_s=alert_wait_s)
 
 
 def write_policy(tmp_path: Path, mode: str, **over) -> Path:
@@ -196,6 +204,33 @@ def test_a_run_handed_over_ends_destroyed_after_its_sync(tmp_path, s3):
     assert (beat.state, beat.synced) == ("succeeded", True)
     assert (beat.ending, beat.phase) == ("destroyed", "done")
     assert json.loads(s3.read("runs/agent-ok/heartbeat.json"))["state"] == "succeeded"
+
+
+def test_the_ending_waits_a_bounded_time_for_its_w_and_b_alert(tmp_path, s3):
+    api = FakeApi(start_date=time.time())
+    agent = make_agent(tmp_path, s3, api=api, alert_wait_s=20, WANDB_API_KEY="wandb-sentinel")
+    policy = write_policy(tmp_path, "ok", pipeline_env={"FAKE_MODE": "ok", "FAKE_ALERT_S": "1.5"})
+    assert agent.handle("start-run", {"policy": str(policy)})["ok"]
+    run_until(agent, lambda: api.gone)
+    alert = json.loads((tmp_path / "code" / "alert.json").read_text())
+    args = dict(zip(alert["argv"][::2], alert["argv"][1::2], strict=True))
+    assert args["--run-name"] == "agent-ok" and args["--title"] == "agent-ok: instance destroyed"
+    assert args["--level"] == "INFO" and "synced, destroyed" in args["--text"] and "Cost so far $" in args["--text"]
+    assert "WANDB_API_KEY" in alert["env"] and "CONTAINER_API_KEY" not in alert["env"]  # W&B's key, not Vast's
+    assert "wandb-sentinel" not in json.dumps(alert["argv"])  # nothing secret on a command line
+    assert api.destroyed_at >= alert["finished"], "the destroy would have cut the alert off"
+
+
+def test_an_alert_that_hangs_holds_the_ending_only_as_long_as_allowed(tmp_path, s3):
+    api = FakeApi(start_date=time.time())
+    agent = make_agent(tmp_path, s3, api=api, alert_wait_s=2)
+    policy = write_policy(tmp_path, "ok", pipeline_env={"FAKE_MODE": "ok", "FAKE_ALERT_S": "60"})
+    assert agent.handle("start-run", {"policy": str(policy)})["ok"]
+    run_until(agent, lambda: agent.state.ending is not None)
+    began = time.time()
+    run_until(agent, lambda: api.gone, timeout=15)
+    assert 1.5 <= time.time() - began < 10  # held for the allowance, then destroyed anyway
+    agent._alert.kill()
 
 
 def test_a_killed_supervisor_is_restarted_and_the_run_finishes(tmp_path, s3):

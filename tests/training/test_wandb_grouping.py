@@ -14,6 +14,8 @@ from trained_run import small_config
 from wandb.proto import wandb_internal_pb2 as pb
 
 from run_contract import LAUNCH_FACTS_ENV, RUN_GROUP_ENV
+from training.run.alert import main as alert_main
+from training.run.alert import send_alert
 from training.run.pipeline import _alert
 from training.run.stopping import Terminated
 from training.run.wandb_run import WandbRun, job_type_for, launch_facts, run_group, tags_for
@@ -101,3 +103,32 @@ def test_offline_run_is_grouped_tagged_and_alerts_on_failure(tmp_path):
     assert alert.title == "fleet-2 failed in autoencoder" and alert.level == "ERROR"
     assert "InjectedFailure" in alert.text
     assert by_kind["exit"][0].exit_code == 1
+
+
+def test_an_alert_from_outside_resumes_the_run_and_keeps_its_ending(tmp_path, monkeypatch):
+    # The instance agent's alert at the end of the billing: the same W&B run (its id is the run name's), a
+    # failed run finishing as failed again.
+    config = small_config(tmp_path / "c.yaml", stages=["autoencoder"], autoencoder={"steps": 10})
+    for name, value in clean_env(WANDB_MODE="offline", WANDB_SILENT="true").items():
+        monkeypatch.setenv(name, value)
+    send_alert(config=config, run_name="fleet-3", title="fleet-3: instance destroyed",
+               text="run failed: synced, destroyed (auto_shutdown)", level="WARN", run_dir=tmp_path, failed=True)
+    (log,) = (tmp_path / "wandb").glob("offline-run-*/run-fleet-3.wandb")
+    by_kind: dict[str, list] = {}
+    for record in wandb_records(log):
+        kind = record.WhichOneof("record_type")
+        by_kind.setdefault(kind, []).append(getattr(record, kind))
+    (run,) = by_kind["run"]
+    assert run.run_id == "fleet-3"
+    (alert,) = by_kind["alert"]
+    assert (alert.title, alert.level) == ("fleet-3: instance destroyed", "WARN") and "synced, destroyed" in alert.text
+    assert by_kind["exit"][0].exit_code == 1
+
+
+def test_an_offline_alert_is_skipped_and_says_why(tmp_path, monkeypatch, capsys):
+    config = small_config(tmp_path / "c.yaml", stages=["autoencoder"], autoencoder={"steps": 10})
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    assert alert_main(["--config", str(config), "--run-name", "r", "--title", "t", "--text", "x"]) == 0
+    assert "an alert needs an online run" in capsys.readouterr().err
+    assert not (tmp_path / "wandb").exists()  # nothing written that the destroy would lose
