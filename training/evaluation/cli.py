@@ -43,12 +43,10 @@ from training.evaluation.inference import (
     trained_data_facts,
     trained_methods,
 )
-from training.evaluation.pdebench import predicted_frames
-from training.evaluation.report import MethodMetrics, comparison_plan, comparisons, write_reports
-from training.evaluation.scoring import Scored, Scorer
+from training.evaluation.report import MethodMetrics, write_reports
 from training.run.wandb_run import WandbRun, run_group, tags_for
 from training.stages.autoencoder import reconstruction_nrmse
-from training.stages.evaluate import DECLARED_BASELINES, predict, score, scoring_spec
+from training.stages.evaluate import evaluate_methods
 from training.stages.upstream import MissingUpstreamError, load_autoencoder
 from training.store.checkpoint import CheckpointError
 
@@ -202,41 +200,25 @@ def _prepare(path: Path, cfg: Config, trained: Physics, options: EvaluateOptions
 
 def _evaluate_file(ctx, methods, item: Prepared, trained: Physics, out: Path, run_name: str,
                    notes: list[str]) -> Path:
-    """The evaluate stage's scoring (training.stages.evaluate.run, from its test split on), on one file."""
+    """The evaluate stage's scoring (training.stages.evaluate.evaluate_methods), on one file."""
     cfg, device, evaluate = ctx.cfg, ctx.runtime.device, ctx.cfg.evaluate
-    u, trajectories = item.u[:, : item.steps + 1], item.u
-    predicted_frames(trajectories.shape[1], evaluate.pdebench_initial_step)  # a clear error before any rollout
-    spec = scoring_spec(evaluate.corr_thresholds, item.x, item.dt, evaluate.pdebench_initial_step,
-                        int(trajectories.shape[1]))
-    scorer = Scorer(int(u.shape[0]), evaluate.bootstrap_resamples, evaluate.confidence_level, evaluate.seed)
-    results: dict[str, MethodMetrics] = {}
-    rollouts: dict[str, torch.Tensor] = {}
-    scored: dict[str, Scored] = {}
-    components: dict[str, dict] = {}
-    for method in methods:
-        preds = predict(method, u, item.steps, device, evaluate.batch_size, trajectories=trajectories,
-                        initial_step=evaluate.pdebench_initial_step, members=evaluate.ensemble_size)
-        results[method.name], scored[method.name], components[method.name] = score(
-            method, preds, u, trajectories, spec, scorer)
-        rollouts[method.name] = preds.rollout
-        print(f"[evaluate] {item.path.name}: {results[method.name].summary_line()}", flush=True)
-    declared = {m.name: getattr(m, "baseline", None) or DECLARED_BASELINES.get(m.name) for m in methods}
-    plan = comparison_plan([m.name for m in methods], declared, spec.thresholds,
-                           {name: r.stochastic for name, r in results.items()})
-    ratios = comparisons(plan, scored, scorer)
-    recon = reconstruction_nrmse(load_autoencoder(ctx).model, u, device, evaluate.batch_size)
+
+    def progress(_index: int, result: MethodMetrics) -> None:
+        print(f"[evaluate] {item.path.name}: {result.summary_line()}", flush=True)
+
+    found = evaluate_methods(methods, item.u, item.x, item.dt, evaluate, device, steps=item.steps,
+                             on_method=progress)
+    recon = reconstruction_nrmse(load_autoencoder(ctx).model, found.u, device, evaluate.batch_size)
     extra: dict[str, Any] = {
         "evaluated_run": run_name, "data_file": str(item.path), "data_sha256": item.sha256,
         "file_physics": asdict(item.physics), "trained_physics": asdict(trained),
         "equivalent_on_trained_domain": asdict(item.physics.on_domain_of(trained)), "notes": notes,
-        "autoencoder_recon_nrmse_test": recon, "test_trajectories": int(u.shape[0]), "rollout_steps": item.steps,
-        "dt": item.dt, "scoring": spec.as_dict(), "ensemble_size": evaluate.ensemble_size,
-        "bootstrap_resamples": evaluate.bootstrap_resamples, "confidence_level": evaluate.confidence_level,
-        "bootstrap_seed": evaluate.seed,
+        "autoencoder_recon_nrmse_test": recon, "test_trajectories": int(found.u.shape[0]),
+        "rollout_steps": item.steps, "dt": item.dt, **found.report_facts(evaluate),
     }
-    write_reports(out, results, ratios, rollouts, u, item.x, item.dt, extra, components=components,
-                  plots_enabled=evaluate.plots)
-    _log_to_wandb(cfg, run_name, item, out, results)
+    write_reports(out, found.results, found.ratios, found.rollouts, found.u, item.x, item.dt, extra,
+                  components=found.components, plots_enabled=evaluate.plots)
+    _log_to_wandb(cfg, run_name, item, out, found.results)
     print(f"[evaluate] {item.path.name}: reports in {out}", flush=True)
     return out
 
