@@ -68,6 +68,7 @@ class Agent:
         self.supervisor: subprocess.Popen | None = None
         self.alert_wait_s = alert_wait_s
         self._alert: subprocess.Popen | None = None
+        self._alert_started = 0.0
         self._next_attempt = 0.0
         self._stopping = False
         self.state = self._load_or_init()
@@ -340,7 +341,7 @@ class Agent:
         ending = self.state.ending
         if now < self._next_attempt:
             return
-        if self._alert is not None and self._alert.poll() is None and now - ending.started_at < self.alert_wait_s:
+        if self._alert is not None and self._alert.poll() is None and now - self._alert_started < self.alert_wait_s:
             return  # the alert is on its way: the destroy would end it
         if self.state.instance_id is None:
             ending.last_error = "no CONTAINER_ID in the environment: cannot end this instance's billing"
@@ -394,6 +395,7 @@ class Agent:
                 + ([] if run.outcome == contract.SUCCEEDED else ["--failed"]),
                 cwd=self.code_dir, env=pipeline_env(policy, self.environ), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            self._alert_started = self.clock()
         except Exception as exc:  # an alert that cannot be sent must not touch the ending
             log.warning("no W&B alert for the ending: %s", exc)
 
