@@ -7,15 +7,16 @@ offline mode (its transaction log, `run-<id>.wandb`), after a pipeline run that 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-from pipeline_support import clean_env, generate_tiny_data, run_cli
+from pipeline_support import REPO, clean_env, generate_tiny_data, run_cli
 from trained_run import small_config
 from wandb.proto import wandb_internal_pb2 as pb
 
 from run_contract import LAUNCH_FACTS_ENV, RUN_GROUP_ENV
 from training.run.alert import main as alert_main
-from training.run.alert import send_alert
 from training.run.pipeline import _alert
 from training.run.stopping import Terminated
 from training.run.wandb_run import WandbRun, job_type_for, launch_facts, run_group, tags_for
@@ -105,14 +106,17 @@ def test_offline_run_is_grouped_tagged_and_alerts_on_failure(tmp_path):
     assert by_kind["exit"][0].exit_code == 1
 
 
-def test_an_alert_from_outside_resumes_the_run_and_keeps_its_ending(tmp_path, monkeypatch):
-    # The instance agent's alert at the end of the billing: the same W&B run (its id is the run name's), a
-    # failed run finishing as failed again.
+def test_an_alert_from_outside_resumes_the_run_and_keeps_its_ending(tmp_path):
+    # The instance agent's alert at the end of the billing, in a fresh process as the agent runs it: the same
+    # W&B run (its id is the run name's), a failed run finishing as failed again.
     config = small_config(tmp_path / "c.yaml", stages=["autoencoder"], autoencoder={"steps": 10})
-    for name, value in clean_env(WANDB_MODE="offline", WANDB_SILENT="true").items():
-        monkeypatch.setenv(name, value)
-    send_alert(config=config, run_name="fleet-3", title="fleet-3: instance destroyed",
-               text="run failed: synced, destroyed (auto_shutdown)", level="WARN", run_dir=tmp_path, failed=True)
+    code = ("from pathlib import Path; from training.run.alert import send_alert; "
+            f"send_alert(config=Path({str(config)!r}), run_name='fleet-3', title='fleet-3: instance destroyed', "
+            "text='run failed: synced, destroyed (auto_shutdown)', level='WARN', "
+            f"run_dir=Path({str(tmp_path)!r}), failed=True)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(WANDB_MODE="offline",
+                          WANDB_SILENT="true"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
     (log,) = (tmp_path / "wandb").glob("offline-run-*/run-fleet-3.wandb")
     by_kind: dict[str, list] = {}
     for record in wandb_records(log):
