@@ -30,6 +30,9 @@ CODE_DIR = contract.CODE_DIR
 ANY_GPU = ("-e", "gpu=any", "-e", "max_attempts=8")
 MID_CONFIG = "tests/e2e/configs/tiny_mid.yaml"  # long enough to break mid-training, short enough to finish
 LONG_CONFIG = "tests/e2e/configs/tiny_long.yaml"
+# How long a scenario waits for training to reach the step where its fault strikes: a score of runs share two
+# cores in the e2e session, and one run's autoencoder took longer than 240 s there.
+TRAINING_WAIT_S = 420
 # Policy keys that make the safety paths take seconds: heartbeat, ceilings, fallbacks, syncs.
 FAST = {"heartbeat_every_s": 1.0, "stop_grace_s": 10.0, "ceiling_grace_s": 60.0, "destroy_fallback_s": 120.0,
         "final_sync_attempts": 2, "sync_timeout_s": 60.0}
@@ -121,7 +124,7 @@ def launch(world: LocalWorld, res: ChaosResult, config: str, run: str, *extra: s
 def container_restart(world: LocalWorld, res: ChaosResult) -> None:
     run = "chaos-restart"
     launch(world, res, MID_CONFIG, run)
-    wait_for("operator training", lambda: training_step(world, run, step=20), 240)
+    wait_for("operator training", lambda: training_step(world, run, step=20), TRAINING_WAIT_S)
     first = world.instance(run)["id"]
     since = time.monotonic()
     world.emulator.set_faults({"kind": "restart", "target": {"instance_id": first}})
@@ -133,7 +136,7 @@ def container_restart(world: LocalWorld, res: ChaosResult) -> None:
 def preempt_and_resume(world: LocalWorld, res: ChaosResult) -> None:
     run = "chaos-preempt"
     launch(world, res, MID_CONFIG, run)
-    wait_for("operator training", lambda: training_step(world, run, step=20), 240)
+    wait_for("operator training", lambda: training_step(world, run, step=20), TRAINING_WAIT_S)
     first = world.instance(run)["id"]
     since = time.monotonic()
     world.emulator.set_faults({"kind": "preempt", "target": {"instance_id": first}, "resume_after_s": 20})
@@ -151,7 +154,7 @@ def preempt_and_resume(world: LocalWorld, res: ChaosResult) -> None:
 def kill_supervisor(world: LocalWorld, res: ChaosResult) -> None:
     run = "chaos-kill-supervisor"
     launch(world, res, MID_CONFIG, run)
-    wait_for("operator training", lambda: training_step(world, run, step=10), 240)
+    wait_for("operator training", lambda: training_step(world, run, step=10), TRAINING_WAIT_S)
     since = time.monotonic()
     world.ssh(run, "pkill -9 -f 'instance_agent --code-dir [^ ]* supervise'")
     wait_billing_ended(world, run, res, since)
@@ -161,7 +164,7 @@ def kill_supervisor(world: LocalWorld, res: ChaosResult) -> None:
 def kill_pipeline(world: LocalWorld, res: ChaosResult) -> None:
     run = "chaos-kill-pipeline"
     launch(world, res, MID_CONFIG, run)
-    wait_for("operator training", lambda: training_step(world, run, step=10), 240)
+    wait_for("operator training", lambda: training_step(world, run, step=10), TRAINING_WAIT_S)
     since = time.monotonic()
     world.ssh(run, "pkill -9 -f 'training run --config'")
     wait_billing_ended(world, run, res, since)
@@ -173,7 +176,7 @@ def disk_full(world: LocalWorld, res: ChaosResult) -> None:
     run = "chaos-disk-full"
     launch(world, res, MID_CONFIG, run)
     # Past the operator's first checkpoint (every 20 steps): the sync must get out what was on the disk.
-    wait_for("operator training", lambda: training_step(world, run, step=25), 240)
+    wait_for("operator training", lambda: training_step(world, run, step=25), TRAINING_WAIT_S)
     since = time.monotonic()
     world.emulator.set_faults({"kind": "disk_full", "target": {"label": run}})
     wait_billing_ended(world, run, res, since)
@@ -205,7 +208,7 @@ def b2_down_mid_run(world: LocalWorld, res: ChaosResult) -> None:
     """The bucket is unreachable for a while mid-training: training goes on, the syncs catch up."""
     run = "chaos-b2-mid"
     launch(world, res, MID_CONFIG, run)
-    wait_for("operator training", lambda: training_step(world, run, step=5), 240)
+    wait_for("operator training", lambda: training_step(world, run, step=5), TRAINING_WAIT_S)
     since = time.monotonic()
     world.outage.fail(f"runs/{run}/", for_s=30)
     wait_billing_ended(world, run, res, since)
@@ -228,7 +231,7 @@ def b2_down_at_the_end(world: LocalWorld, res: ChaosResult) -> None:
 def ctrl_c_in_tmux(world: LocalWorld, res: ChaosResult) -> None:
     run = "chaos-ctrl-c"
     launch(world, res, LONG_CONFIG, run)
-    wait_for("operator training", lambda: training_step(world, run, step=5), 240)
+    wait_for("operator training", lambda: training_step(world, run, step=5), TRAINING_WAIT_S)
     since = time.monotonic()
     code, _, err = world.ssh(run, f"tmux send-keys -t {contract.TMUX_SESSION} C-c")
     res.facts["send_keys"] = (code, err)
@@ -239,7 +242,7 @@ def ctrl_c_in_tmux(world: LocalWorld, res: ChaosResult) -> None:
 def tmux_killed(world: LocalWorld, res: ChaosResult) -> None:
     run = "chaos-tmux-killed"
     launch(world, res, MID_CONFIG, run)
-    wait_for("operator training", lambda: training_step(world, run, step=5), 240)
+    wait_for("operator training", lambda: training_step(world, run, step=5), TRAINING_WAIT_S)
     since = time.monotonic()
     world.ssh(run, f"tmux kill-session -t {contract.TMUX_SESSION}")
     wait_billing_ended(world, run, res, since)
