@@ -400,10 +400,13 @@ class Agent:
             log.warning("no W&B alert for the ending: %s", exc)
 
     def _cost_words(self, run: RunRecord) -> str:
+        cost = self._cost_so_far(run)
+        return "" if cost is None else f". Cost so far ${cost:.2f} at ${run.dph or self.state.dph:g}/h"
+
+    def _cost_so_far(self, run: RunRecord) -> float | None:
+        """The instance's cost since its creation at the run's $/h (the API's when the run named none)."""
         dph = run.dph or self.state.dph
-        if not dph:
-            return ""
-        return f". Cost so far ${dph * (self.clock() - self.state.created_at) / 3600.0:.2f} at ${dph:g}/h"
+        return round(dph * (self.clock() - self.state.created_at) / 3600.0, 6) if dph else None
 
     def _fallback_s(self) -> float:
         return self.state.run.destroy_fallback_s if self.state.run else 600.0
@@ -429,9 +432,8 @@ class Agent:
         beat.ending, beat.ending_reason = ending.action, ending.reason
         beat.ending_attempts, beat.ending_error = ending.attempts, ending.last_error
         beat.phase = contract.PHASE_DONE if ending.done else contract.PHASE_ENDING
-        dph = run.dph or self.state.dph
-        if dph:
-            beat.cost_so_far = round(dph * (self.clock() - self.state.created_at) / 3600.0, 6)
+        if (cost := self._cost_so_far(run)) is not None:
+            beat.cost_so_far = cost
         key = f"{contract.run_prefix(run.name)}/{contract.HEARTBEAT_FILE}"
         try:
             hb.write_heartbeat(path, beat)
